@@ -1,0 +1,39 @@
+"""The compute agent and instances."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+compute_opts = [
+    cfg.StrOpt(
+        "instance_name_template",
+        default="instance-%08x",
+        help="printf template giving an instance's name from its integer id "
+        "(instance-00000009). With the netns VIF the instance's network namespace "
+        "has this name.",
+    ),
+    cfg.StrOpt(
+        "default_vif_type",
+        default="tap",
+        choices=["tap", "netns"],
+        help="VIF type of 'instance create' when --vif-type is not given: 'tap' (a "
+        "persistent tap vnetN for QEMU) or 'netns' (a veth pair into a network "
+        "namespace standing in for the guest).",
+    ),
+    cfg.IntOpt(
+        "instance_create_timeout",
+        default=30,
+        min=1,
+        help="Seconds the network service waits for the compute host to plug an "
+        "instance before it gives up, rolls the allocation back and reports the "
+        "failure.",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(compute_opts)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    return [("DEFAULT", compute_opts)]

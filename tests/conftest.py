@@ -1,0 +1,49 @@
+"""Shared fixtures: namespaces for root tests, database backends for DB tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lib import netns as netns_lib
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+
+
+@pytest.fixture
+def netns() -> Iterator[netns_lib.Namespace]:
+    """A fresh network namespace, removed after the test."""
+    _require_root()
+    ns = netns_lib.create()
+    try:
+        yield ns
+    finally:
+        ns.destroy()
+
+
+@pytest.fixture
+def netns_factory() -> Iterator[object]:
+    """Call it to get more namespaces; all are removed after the test."""
+    _require_root()
+    made: list[netns_lib.Namespace] = []
+
+    def make(tag: str = "") -> netns_lib.Namespace:
+        ns = netns_lib.create(tag)
+        made.append(ns)
+        return ns
+
+    try:
+        yield make
+    finally:
+        for ns in reversed(made):
+            ns.destroy()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.geteuid() == 0:
+        netns_lib.cleanup_leftovers()
