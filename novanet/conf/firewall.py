@@ -18,8 +18,7 @@ firewall_opts = [
         "iptables_drop_action",
         default="DROP",
         choices=["DROP", "REJECT", "LOGDROP"],
-        help="Target of the sg-fallback chain for traffic to an instance that no rule "
-        "accepted.",
+        help="Target of the sg-fallback chain for traffic to an instance that no rule accepted.",
     ),
     cfg.BoolOpt(
         "allow_same_net_traffic",

@@ -13,7 +13,9 @@ def _interface_ipv4(ifname: str) -> str | None:
     # An ioctl on an unconnected UDP socket: reads the kernel's table, sends nothing.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         try:
-            packed = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, struct.pack("256s", ifname[:15].encode()))
+            packed = fcntl.ioctl(
+                sock.fileno(), _SIOCGIFADDR, struct.pack("256s", ifname[:15].encode())
+            )
         except OSError:
             return None
     return socket.inet_ntoa(packed[20:24])

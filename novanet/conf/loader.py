@@ -111,7 +111,9 @@ def _read_lines(path: str) -> list[str]:
     except IsADirectoryError:
         raise ConfigError(f"configuration file {path} is a directory") from None
     except PermissionError:
-        raise ConfigError(f"configuration file {path} is not readable (permission denied)") from None
+        raise ConfigError(
+            f"configuration file {path} is not readable (permission denied)"
+        ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not UTF-8 text ({exc.reason})") from None
 
@@ -127,7 +129,9 @@ def _known_opts(conf: cfg.ConfigOpts) -> dict[tuple[str, str], cfg.Opt]:
     return known
 
 
-def _deprecated_lookup(known: dict[tuple[str, str], cfg.Opt]) -> dict[tuple[str, str], tuple[str, str]]:
+def _deprecated_lookup(
+    known: dict[tuple[str, str], cfg.Opt],
+) -> dict[tuple[str, str], tuple[str, str]]:
     """(group, legacy name) -> (group, name) for every deprecated spelling."""
     table: dict[tuple[str, str], tuple[str, str]] = {}
     for (group, name), opt in known.items():
@@ -177,7 +181,7 @@ def _parse_flagfile(
             # gflags spelling of a false boolean: --nomulti_host
             negated = known.get(("DEFAULT", name[2:]))
             if isinstance(getattr(negated, "type", None), types.Boolean):
-                target, opt, value, has_value = ("DEFAULT", name[2:]), negated, "false", True
+                target, opt, value, has_value = ("DEFAULT", name[2:]), negated, "false", "="
                 origin = Origin(path, number, "false")
         if opt is None:
             if name in FOREIGN_KNOWN:
@@ -190,9 +194,7 @@ def _parse_flagfile(
                 value = "true"
                 origin = Origin(path, number, "true")
             else:
-                raise ConfigError(
-                    f"{path}:{number}: option {name} needs a value (--{name}=VALUE)"
-                )
+                raise ConfigError(f"{path}:{number}: option {name} needs a value (--{name}=VALUE)")
         entries.append((target[0], target[1], value, origin))
 
 
@@ -347,8 +349,6 @@ def load(
         )
         LOG.warning("ignoring flags novanet does not know: %s", names)
     return [source.path for source in files]
-
-
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

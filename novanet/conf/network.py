@@ -42,11 +42,9 @@ network_opts = [
     cfg.Opt(
         "fixed_range",
         type=types.IPv4Network(),
-        deprecated_for_removal=True,
-        deprecated_reason="Give the range to 'novanet-manage network create "
-        "--fixed_range_v4' instead.",
         help="Default CIDR for 'novanet-manage network create' when --fixed_range_v4 "
-        "is not given (nova's legacy flag). Unset: the CIDR must be given.",
+        "is not given (nova's legacy flag, kept because the seed's nova.conf sets "
+        "it). Unset: the CIDR must be given.",
     ),
     cfg.IntOpt(
         "num_networks",
@@ -70,8 +68,7 @@ network_opts = [
         "routing_source_ip",
         version=4,
         default="$my_ip",
-        help="Source address the controller SNATs instance traffic leaving the fixed "
-        "range to.",
+        help="Source address the controller SNATs instance traffic leaving the fixed range to.",
     ),
     cfg.ListOpt(
         "dmz_cidr",

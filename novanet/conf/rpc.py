@@ -62,8 +62,19 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(rpc_opts)
 
 
+# Documentation only (the sample config): the option itself is oslo.messaging's.
+_transport_url_doc = cfg.StrOpt(
+    "transport_url",
+    default=DEFAULT_TRANSPORT_URL,
+    secret=True,
+    help="oslo.messaging URL of the RabbitMQ broker, "
+    "rabbit://USER:PASS@HOST:PORT/VHOST. Unset: built from the legacy rabbit_* "
+    "flags if any is set, else rabbit://guest:guest@127.0.0.1:5672/.",
+)
+
+
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
-    return [("DEFAULT", legacy_rabbit_opts + rpc_opts)]
+    return [("DEFAULT", [_transport_url_doc] + legacy_rabbit_opts + rpc_opts)]
 
 
 def legacy_transport_url(conf: cfg.ConfigOpts) -> str | None:

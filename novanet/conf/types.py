@@ -65,8 +65,7 @@ class Choice(types.String):
 
     def __eq__(self, other: object) -> bool:
         return (
-            self.__class__ == other.__class__
-            and self.accepted == other.accepted  # type: ignore[attr-defined]
+            self.__class__ == other.__class__ and self.accepted == other.accepted  # type: ignore[attr-defined]
         )
 
     def __hash__(self) -> int:

@@ -52,7 +52,9 @@ def execute(
             check=False,
         )
     except FileNotFoundError:
-        raise ProcessExecutionError(argv, None, description=f"{argv[0]}: command not found") from None
+        raise ProcessExecutionError(
+            argv, None, description=f"{argv[0]}: command not found"
+        ) from None
     except subprocess.TimeoutExpired as exc:
         raise ProcessExecutionError(
             argv,

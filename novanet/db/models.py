@@ -1,0 +1,163 @@
+"""SQLAlchemy models: networks, fixed IPs, virtual interfaces, instances, services.
+
+The schema follows nova's where nova's names are known to operators
+(fixed_ips.allocated/leased/reserved, instance_uuid, virtual_interfaces), and
+departs from it where nova had a bug: timestamps carry microseconds so that
+"least recently used first" really orders addresses released within the same
+second, and instance ids are never reused (a chain ``inst-N`` always means one
+instance).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC now (stored without zone on every backend)."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+# MariaDB's DATETIME drops fractions of a second unless asked for them.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Network(Base):
+    __tablename__ = "networks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    label: Mapped[str] = mapped_column(String(255))
+    cidr: Mapped[str] = mapped_column(String(43), unique=True)
+    netmask: Mapped[str] = mapped_column(String(39))
+    gateway: Mapped[str] = mapped_column(String(39))
+    broadcast: Mapped[str] = mapped_column(String(39))
+    dhcp_server: Mapped[str] = mapped_column(String(39))
+    dhcp_start: Mapped[str] = mapped_column(String(39))
+    dns1: Mapped[str | None] = mapped_column(String(39))
+    dns2: Mapped[str | None] = mapped_column(String(39))
+    bridge: Mapped[str] = mapped_column(String(15), unique=True)
+    bridge_interface: Mapped[str | None] = mapped_column(String(15))
+    multi_host: Mapped[bool] = mapped_column(Boolean, default=False)
+    host: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class FixedIp(Base):
+    __tablename__ = "fixed_ips"
+    __table_args__ = (
+        UniqueConstraint("address", name="uq_fixed_ips_address"),
+        # The allocation query: free addresses of one network, least recently
+        # used first. Free means instance_uuid IS NULL, which every backend can
+        # use as an index equality, so the scan starts at the first candidate
+        # whether the network has 10 or 60,000 allocated addresses.
+        Index("ix_fixed_ips_pool", "network_id", "instance_uuid", "updated_at", "id"),
+        Index("ix_fixed_ips_vif", "virtual_interface_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(39))
+    network_id: Mapped[int] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
+    virtual_interface_id: Mapped[int | None] = mapped_column(Integer)
+    instance_uuid: Mapped[str | None] = mapped_column(String(36))
+    # allocated: bound to a live VIF; leased: dnsmasq reported the lease;
+    # reserved: never handed out (network, gateway, DHCP server, broadcast).
+    allocated: Mapped[bool] = mapped_column(Boolean, default=False)
+    leased: Mapped[bool] = mapped_column(Boolean, default=False)
+    reserved: Mapped[bool] = mapped_column(Boolean, default=False)
+    host: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class VirtualInterface(Base):
+    __tablename__ = "virtual_interfaces"
+    __table_args__ = (
+        UniqueConstraint("address", name="uq_virtual_interfaces_address"),
+        Index("ix_virtual_interfaces_instance_uuid", "instance_uuid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    address: Mapped[str] = mapped_column(String(17))  # the MAC
+    network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id", ondelete="SET NULL"))
+    instance_uuid: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    # AUTOINCREMENT on SQLite: ids of deleted instances are never handed out
+    # again, so a stale inst-N chain can never be mistaken for a new instance.
+    __table_args__ = (
+        Index("ix_instances_host", "host"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    display_name: Mapped[str] = mapped_column(String(255))
+    hostname: Mapped[str] = mapped_column(String(63))
+    host: Mapped[str] = mapped_column(String(255))
+    vif_type: Mapped[str] = mapped_column(String(16), default="tap")
+    vif_devname: Mapped[str | None] = mapped_column(String(15))
+    # building -> active; deleting; error. Rows are deleted when the
+    # instance is gone (ids stay unique through autoincrement).
+    state: Mapped[str] = mapped_column(String(16), default="building")
+    user_data: Mapped[str | None] = mapped_column(Text)
+    public_key: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class Service(Base):
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("host", "binary", name="uq_services_host_binary"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    binary: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(64))
+    report_count: Mapped[int] = mapped_column(Integer, default=0)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+# Core tables for the query modules (they use SQLAlchemy Core, not the ORM).
+NETWORKS = _table(Network)
+FIXED_IPS = _table(FixedIp)
+VIFS = _table(VirtualInterface)
+INSTANCES = _table(Instance)
+SERVICES = _table(Service)
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])

@@ -1,0 +1,69 @@
+"""Services and their heartbeats (`novanet-manage service list`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from novanet.db.api import Database
+from novanet.db.models import SERVICES, utcnow
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceRow:
+    host: str
+    binary: str
+    topic: str
+    report_count: int
+    disabled: bool
+    updated_at: datetime.datetime
+
+    def is_up(self, down_time: int, now: datetime.datetime | None = None) -> bool:
+        age = ((now or utcnow()) - self.updated_at).total_seconds()
+        return age <= down_time
+
+
+def heartbeat(db: Database, host: str, binary: str, topic: str) -> None:
+    """Record that ``binary`` on ``host`` is alive (creates the row the first time)."""
+    now = utcnow()
+    with db.transaction() as conn:
+        updated = conn.execute(
+            SERVICES.update()
+            .where(SERVICES.c.host == host, SERVICES.c.binary == binary)
+            .values(topic=topic, report_count=SERVICES.c.report_count + 1, updated_at=now)
+        ).rowcount
+        if updated:
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    SERVICES.insert().values(
+                        host=host,
+                        binary=binary,
+                        topic=topic,
+                        report_count=1,
+                        disabled=False,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            pass  # another process of the same service inserted it first
+
+
+def list_services(db: Database) -> list[ServiceRow]:
+    with db.reader() as conn:
+        rows = conn.execute(
+            sa.select(
+                SERVICES.c.host,
+                SERVICES.c.binary,
+                SERVICES.c.topic,
+                SERVICES.c.report_count,
+                SERVICES.c.disabled,
+                SERVICES.c.updated_at,
+            ).order_by(SERVICES.c.host, SERVICES.c.binary)
+        ).all()
+    return [ServiceRow(*row) for row in rows]

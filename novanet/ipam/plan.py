@@ -1,0 +1,199 @@
+"""Planning networks: how a range splits into networks and which addresses are reserved.
+
+Pure functions, nova's semantics (reference: nova-network's create_networks):
+the range ``fixed_range_v4`` is split into ``num_networks`` networks of
+``network_size`` addresses each; every network reserves its network address,
+gateway (first host unless given), DHCP server (the gateway) and broadcast
+address; ``fixed_cidr`` further bounds the addresses handed out (those
+outside it are reserved); ``dhcp_start`` is the address after the gateway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+
+from novanet.exception import UsageError
+
+MIN_NETWORK_SIZE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkPlan:
+    label: str
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    dhcp_server: ipaddress.IPv4Address
+    dhcp_start: ipaddress.IPv4Address
+    bridge: str
+    bridge_interface: str | None
+    dns1: str | None
+    dns2: str | None
+    fixed_cidr: ipaddress.IPv4Network | None
+
+    @property
+    def netmask(self) -> str:
+        return str(self.cidr.netmask)
+
+    @property
+    def broadcast(self) -> ipaddress.IPv4Address:
+        return self.cidr.broadcast_address
+
+    def reserved(self, address: ipaddress.IPv4Address) -> bool:
+        if address in (self.cidr.network_address, self.broadcast, self.gateway, self.dhcp_server):
+            return True
+        return self.fixed_cidr is not None and address not in self.fixed_cidr
+
+    def rows(self) -> list[tuple[str, bool]]:
+        """(address, reserved) for every address of the network, in order."""
+        return [(str(addr), self.reserved(addr)) for addr in self.cidr]
+
+
+def parse_cidr(value: str, what: str = "--fixed_range_v4") -> ipaddress.IPv4Network:
+    text = (value or "").strip()
+    if "/" not in text:
+        raise UsageError(f"{what}: {value!r} is not a CIDR (expected ADDRESS/PREFIX)")
+    try:
+        return ipaddress.IPv4Network(text, strict=True)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {value!r} is not a valid IPv4 CIDR ({exc})") from None
+
+
+def parse_ip(value: str, what: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(value.strip())
+    except ValueError:
+        raise UsageError(f"{what}: {value!r} is not an IPv4 address") from None
+
+
+_IFNAME = re.compile(r"^[A-Za-z0-9_.\-]{1,15}$")
+
+
+def check_ifname(value: str, what: str) -> str:
+    # The kernel's IFNAMSIZ is 16 including the NUL; '/', ':' and spaces are refused.
+    if not _IFNAME.match(value or ""):
+        raise UsageError(
+            f"{what}: {value!r} is not a valid interface name (1-15 characters, letters, digits, "
+            "'-', '_', '.')"
+        )
+    return value
+
+
+def _bridge_names(bridge: str, count: int) -> list[str]:
+    if count == 1:
+        return [bridge]
+    match = re.match(r"^(.*?)(\d+)$", bridge)
+    if not match:
+        raise UsageError(
+            f"--bridge: {bridge!r} must end in a number when --num_networks > 1 "
+            "(each network gets its own bridge: br100, br101, ...)"
+        )
+    stem, number = match.group(1), int(match.group(2))
+    names = [f"{stem}{number + i}" for i in range(count)]
+    for name in names:
+        check_ifname(name, "--bridge")
+    return names
+
+
+def plan_networks(
+    *,
+    label: str,
+    fixed_range_v4: str,
+    bridge: str,
+    bridge_interface: str | None = None,
+    num_networks: int = 1,
+    network_size: int | None = None,
+    gateway: str | None = None,
+    dns1: str | None = None,
+    dns2: str | None = None,
+    fixed_cidr: str | None = None,
+    multi_host: bool = False,
+) -> list[NetworkPlan]:
+    """The networks `network create` would make, or a UsageError saying why not."""
+    if not label or not label.strip():
+        raise UsageError("--label must not be empty")
+    if len(label) > 255:
+        raise UsageError("--label is longer than 255 characters")
+    if multi_host:
+        raise UsageError(
+            "--multi_host T is not supported: novanet runs single-host FlatDHCP "
+            "(one network host serves DHCP and the gateway)"
+        )
+    check_ifname(bridge, "--bridge")
+    if bridge_interface is not None:
+        check_ifname(bridge_interface, "--bridge_interface")
+    whole = parse_cidr(fixed_range_v4)
+    if num_networks < 1:
+        raise UsageError(f"--num_networks must be at least 1, not {num_networks}")
+    if network_size is None:
+        network_size = whole.num_addresses // num_networks
+    if network_size < MIN_NETWORK_SIZE or network_size & (network_size - 1):
+        raise UsageError(
+            f"--network_size must be a power of two of at least {MIN_NETWORK_SIZE}, "
+            f"not {network_size}"
+        )
+    if num_networks * network_size > whole.num_addresses:
+        raise UsageError(
+            f"{whole} is not big enough for {num_networks} networks of {network_size} addresses"
+        )
+    if num_networks > 1 and (bridge_interface or gateway):
+        raise UsageError(
+            "--bridge_interface and --gateway apply to a single network; create the "
+            "networks one at a time to give each its own"
+        )
+    prefix = 32 - (network_size.bit_length() - 1)
+    subnets = list(whole.subnets(new_prefix=prefix))[:num_networks]
+    bridges = _bridge_names(bridge, num_networks)
+    limit = parse_cidr(fixed_cidr, "--fixed_cidr") if fixed_cidr else None
+    if limit is not None and not limit.subnet_of(whole):
+        raise UsageError(f"--fixed_cidr {limit} is not inside {whole}")
+    if dns1 is not None:
+        parse_ip(dns1, "--dns1")
+    if dns2 is not None:
+        parse_ip(dns2, "--dns2")
+    plans = []
+    for index, subnet in enumerate(subnets):
+        gw = _gateway(subnet, gateway)
+        plans.append(
+            NetworkPlan(
+                label=label if num_networks == 1 else f"{label}_{index}",
+                cidr=subnet,
+                gateway=gw,
+                dhcp_server=gw,
+                dhcp_start=_dhcp_start(subnet, gw),
+                bridge=bridges[index],
+                bridge_interface=bridge_interface,
+                dns1=dns1,
+                dns2=dns2,
+                fixed_cidr=limit,
+            )
+        )
+    return plans
+
+
+def _gateway(subnet: ipaddress.IPv4Network, given: str | None) -> ipaddress.IPv4Address:
+    first_host = subnet.network_address + 1
+    if given is None:
+        return first_host
+    gw = parse_ip(given, "--gateway")
+    if gw not in subnet or gw in (subnet.network_address, subnet.broadcast_address):
+        raise UsageError(f"--gateway {gw} is not a host address of {subnet}")
+    return gw
+
+
+def _dhcp_start(
+    subnet: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address
+) -> ipaddress.IPv4Address:
+    after = gateway + 1
+    if after >= subnet.broadcast_address:
+        return subnet.network_address + 1
+    return after
+
+
+def overlapping(new: ipaddress.IPv4Network, existing: list[str]) -> str | None:
+    """The first existing CIDR that overlaps ``new``, if any."""
+    for cidr in existing:
+        if new.overlaps(ipaddress.IPv4Network(cidr)):
+            return cidr
+    return None

@@ -1,0 +1,345 @@
+"""The fixed-IP pool: allocation by compare-and-swap, deallocation, leases.
+
+Allocation (nova's final, Galera-safe form): read a few free candidates,
+least recently used first, then claim one with
+``UPDATE ... WHERE id = ? AND <still free>``; zero rows updated means a
+concurrent allocator won it, so try the next candidate. Never
+``SELECT ... FOR UPDATE`` (it deadlocked on Galera and made every allocator
+queue on the same row).
+
+The life of an address: free -> associated + allocated (allocate) ->
+leased (dnsmasq ``add``) -> not allocated (deallocate; the instance is gone
+but the guest may still hold the lease) -> free again when dnsmasq reports
+``del`` or, without a lease, after ``fixed_ip_disassociate_timeout``. An
+address is therefore never handed to a new instance while dnsmasq may still
+hold a lease for the old one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import random
+import uuid as uuidlib
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from novanet.db.api import Database
+from novanet.db.models import FIXED_IPS, NETWORKS, VIFS, inserted_id, utcnow
+from novanet.exception import Conflict, NoMoreFixedIps, NotFound, UsageError
+from novanet.ipam.macs import normalize_mac, random_mac
+
+# How many free candidates one read fetches. Allocators that lose the first
+# candidate move to a random other one, so 8 concurrent clients do not all
+# queue on the same row.
+CANDIDATES = 16
+MAC_ATTEMPTS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Allocation:
+    address: str
+    mac: str
+    network_id: int
+    vif_id: int
+    fixed_ip_id: int
+
+
+def _free() -> sa.ColumnElement[bool]:
+    return sa.and_(
+        FIXED_IPS.c.instance_uuid.is_(None),
+        FIXED_IPS.c.reserved.is_(False),
+        FIXED_IPS.c.leased.is_(False),
+        FIXED_IPS.c.host.is_(None),
+    )
+
+
+def _candidates(conn: Connection, network_id: int) -> list[int]:
+    query = (
+        sa.select(FIXED_IPS.c.id)
+        .where(FIXED_IPS.c.network_id == network_id)
+        .where(_free())
+        .order_by(FIXED_IPS.c.updated_at, FIXED_IPS.c.id)
+        .limit(CANDIDATES)
+    )
+    return list(conn.execute(query).scalars())
+
+
+def _claim(conn: Connection, fixed_ip_id: int, instance_uuid: str, vif_id: int) -> bool:
+    result = conn.execute(
+        FIXED_IPS.update()
+        .where(FIXED_IPS.c.id == fixed_ip_id)
+        .where(_free())
+        .values(
+            instance_uuid=instance_uuid,
+            virtual_interface_id=vif_id,
+            allocated=True,
+            updated_at=utcnow(),
+        )
+    )
+    return result.rowcount == 1
+
+
+def _insert_vif(
+    conn: Connection, network_id: int, instance_uuid: str, mac: str | None
+) -> tuple[int, str]:
+    """Insert the VIF row with a unique MAC (a requested MAC that is taken is refused)."""
+    attempts = 1 if mac else MAC_ATTEMPTS
+    for _ in range(attempts):
+        address = mac or random_mac()
+        taken = conn.execute(sa.select(VIFS.c.id).where(VIFS.c.address == address)).first()
+        if taken is None:
+            try:
+                with conn.begin_nested():
+                    result = conn.execute(
+                        VIFS.insert().values(
+                            uuid=str(uuidlib.uuid4()),
+                            address=address,
+                            network_id=network_id,
+                            instance_uuid=instance_uuid,
+                            created_at=utcnow(),
+                        )
+                    )
+                return inserted_id(result), address
+            except IntegrityError:
+                pass  # raced with another allocator for the same MAC
+        if mac:
+            raise Conflict(f"MAC address {mac} is already in use")
+    raise Conflict(f"could not find a free MAC address in {MAC_ATTEMPTS} attempts")
+
+
+def _is_retryable(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return "deadlock" in text or "lock wait timeout" in text or "could not serialize" in text
+
+
+def allocate_for_instance(
+    db: Database,
+    *,
+    network_id: int,
+    instance_uuid: str,
+    mac: str | None = None,
+) -> Allocation:
+    """Give an instance a VIF (MAC) and a fixed IP of the network, atomically."""
+    if mac is not None:
+        mac = normalize_mac(mac)
+    for _attempt in range(db.max_retries):
+        try:
+            with db.transaction() as conn:
+                vif_id, vif_mac = _insert_vif(conn, network_id, instance_uuid, mac)
+                won = _claim_any(conn, network_id, instance_uuid, vif_id, db.max_retries)
+                if won is None:
+                    raise NoMoreFixedIps(f"no more fixed IPs in network {_cidr(conn, network_id)}")
+                fixed_ip_id, address = won
+                return Allocation(address, vif_mac, network_id, vif_id, fixed_ip_id)
+        except OperationalError as exc:
+            if not _is_retryable(exc):
+                raise
+    raise Conflict(f"gave up allocating after {db.max_retries} deadlocks")
+
+
+def _claim_any(
+    conn: Connection, network_id: int, instance_uuid: str, vif_id: int, rounds: int
+) -> tuple[int, str] | None:
+    for _ in range(rounds):
+        candidates = _candidates(conn, network_id)
+        if not candidates:
+            return None
+        # LRU head first (a fresh network hands out .2 first); after losing it,
+        # spread over the rest of the window.
+        order = candidates[:1] + random.sample(candidates[1:], len(candidates) - 1)
+        for fixed_ip_id in order:
+            if _claim(conn, fixed_ip_id, instance_uuid, vif_id):
+                address = conn.execute(
+                    sa.select(FIXED_IPS.c.address).where(FIXED_IPS.c.id == fixed_ip_id)
+                ).scalar_one()
+                return fixed_ip_id, address
+    raise Conflict(
+        f"lost the race for a free address {rounds} times in a row; the pool is under "
+        "heavy contention, try again"
+    )
+
+
+def _cidr(conn: Connection, network_id: int) -> str:
+
+    cidr = conn.execute(sa.select(NETWORKS.c.cidr).where(NETWORKS.c.id == network_id)).scalar()
+    if cidr is None:
+        raise NotFound(f"network {network_id} does not exist")
+    return str(cidr)
+
+
+def deallocate_for_instance(db: Database, instance_uuid: str) -> list[tuple[str, str, int]]:
+    """Mark the instance's addresses not allocated; returns (address, mac, network_id).
+
+    The addresses stay associated (not reusable) until dnsmasq reports the
+    lease gone or fixed_ip_disassociate_timeout passes.
+    """
+    with db.transaction() as conn:
+        rows = conn.execute(
+            sa.select(FIXED_IPS.c.id, FIXED_IPS.c.address, FIXED_IPS.c.network_id, VIFS.c.address)
+            .join(VIFS, VIFS.c.id == FIXED_IPS.c.virtual_interface_id)
+            .where(FIXED_IPS.c.instance_uuid == instance_uuid)
+        ).all()
+        if rows:
+            conn.execute(
+                FIXED_IPS.update()
+                .where(FIXED_IPS.c.id.in_([r[0] for r in rows]))
+                .values(allocated=False, updated_at=utcnow())
+            )
+    return [(r[1], r[3], r[2]) for r in rows]
+
+
+def free_unleased(db: Database, instance_uuid: str) -> list[str]:
+    """Return an instance's never-leased addresses to the pool at once.
+
+    For an instance whose creation failed: no guest ever held a lease, so
+    there is nothing to wait for. Leased addresses keep the normal path.
+    """
+    with db.transaction() as conn:
+        rows = conn.execute(
+            sa.select(FIXED_IPS.c.id, FIXED_IPS.c.address, FIXED_IPS.c.virtual_interface_id)
+            .where(FIXED_IPS.c.instance_uuid == instance_uuid)
+            .where(FIXED_IPS.c.leased.is_(False))
+        ).all()
+        _disassociate(conn, [r[0] for r in rows], [r[2] for r in rows])
+    return [r[1] for r in rows]
+
+
+def _disassociate(conn: Connection, ids: list[int], vif_ids: Iterable[int | None]) -> None:
+    if not ids:
+        return
+    conn.execute(
+        FIXED_IPS.update()
+        .where(FIXED_IPS.c.id.in_(ids))
+        .values(
+            instance_uuid=None,
+            virtual_interface_id=None,
+            allocated=False,
+            leased=False,
+            host=None,
+            updated_at=utcnow(),
+        )
+    )
+    stale = [v for v in set(vif_ids) if v is not None]
+    if stale:
+        still_used = set(
+            conn.execute(
+                sa.select(FIXED_IPS.c.virtual_interface_id).where(
+                    FIXED_IPS.c.virtual_interface_id.in_(stale)
+                )
+            ).scalars()
+        )
+        gone = [v for v in stale if v not in still_used]
+        if gone:
+            conn.execute(VIFS.delete().where(VIFS.c.id.in_(gone)))
+
+
+def _owned(conn: Connection, address: str, mac: str) -> tuple[int, bool, int | None] | None:
+    """(fixed ip id, allocated, vif id) if ``address`` is currently bound to ``mac``."""
+    row = conn.execute(
+        sa.select(FIXED_IPS.c.id, FIXED_IPS.c.allocated, FIXED_IPS.c.virtual_interface_id)
+        .join(VIFS, VIFS.c.id == FIXED_IPS.c.virtual_interface_id)
+        .where(FIXED_IPS.c.address == address)
+        .where(VIFS.c.address == mac)
+    ).first()
+    return None if row is None else (row[0], bool(row[1]), row[2])
+
+
+def lease_fixed_ip(db: Database, address: str, mac: str) -> bool:
+    """dnsmasq ``add``: mark leased if the address belongs to that MAC."""
+    mac = normalize_mac(mac)
+    with db.transaction() as conn:
+        owned = _owned(conn, address, mac)
+        if owned is None:
+            return False
+        conn.execute(
+            FIXED_IPS.update()
+            .where(FIXED_IPS.c.id == owned[0])
+            .values(leased=True, updated_at=utcnow())
+        )
+    return True
+
+
+def release_fixed_ip(db: Database, address: str, mac: str) -> bool:
+    """dnsmasq ``del``: clear leased; free the address if no longer allocated.
+
+    nova's guard: a late ``del`` for an address that meanwhile went to another
+    instance (another MAC) must not free it; it is ignored (returns False).
+    """
+    mac = normalize_mac(mac)
+    with db.transaction() as conn:
+        owned = _owned(conn, address, mac)
+        if owned is None:
+            return False
+        fixed_ip_id, allocated, vif_id = owned
+        if allocated:
+            conn.execute(
+                FIXED_IPS.update()
+                .where(FIXED_IPS.c.id == fixed_ip_id)
+                .values(leased=False, updated_at=utcnow())
+            )
+        else:
+            _disassociate(conn, [fixed_ip_id], [vif_id])
+    return True
+
+
+def disassociate_stale(
+    db: Database, timeout: int, now: datetime.datetime | None = None
+) -> list[str]:
+    """Free addresses deallocated more than ``timeout`` seconds ago; returns them."""
+    cutoff = (now or utcnow()) - datetime.timedelta(seconds=timeout)
+    with db.transaction() as conn:
+        rows = conn.execute(
+            sa.select(FIXED_IPS.c.id, FIXED_IPS.c.address, FIXED_IPS.c.virtual_interface_id)
+            .where(FIXED_IPS.c.allocated.is_(False))
+            .where(FIXED_IPS.c.instance_uuid.is_not(None))
+            .where(FIXED_IPS.c.updated_at < cutoff)
+        ).all()
+        _disassociate(conn, [r[0] for r in rows], [r[2] for r in rows])
+    return [r[1] for r in rows]
+
+
+def set_reserved(db: Database, address: str, reserved: bool) -> None:
+    """`fixed reserve` / `fixed unreserve` an address of some network."""
+    networks = NETWORKS
+    with db.transaction() as conn:
+        row = conn.execute(
+            sa.select(
+                FIXED_IPS.c.id,
+                FIXED_IPS.c.instance_uuid,
+                FIXED_IPS.c.reserved,
+                networks.c.cidr,
+                networks.c.gateway,
+                networks.c.dhcp_server,
+                networks.c.broadcast,
+            )
+            .join(networks, networks.c.id == FIXED_IPS.c.network_id)
+            .where(FIXED_IPS.c.address == address)
+        ).first()
+        if row is None:
+            raise NotFound(f"fixed IP {address} does not exist in any network")
+        if reserved and row.instance_uuid is not None:
+            raise Conflict(f"fixed IP {address} is in use by instance {row.instance_uuid}")
+        structural = {row.cidr.split("/")[0], row.gateway, row.dhcp_server, row.broadcast}
+        if not reserved and address in structural:
+            raise Conflict(
+                f"fixed IP {address} is the network, gateway, DHCP server or broadcast "
+                f"address of {row.cidr} and stays reserved"
+            )
+        conn.execute(
+            FIXED_IPS.update()
+            .where(FIXED_IPS.c.id == row.id)
+            .values(reserved=reserved, updated_at=utcnow())
+        )
+
+
+def check_address(address: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.IPv4Address(address.strip()))
+    except ValueError:
+        raise UsageError(f"--address: {address!r} is not an IPv4 address") from None

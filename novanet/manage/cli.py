@@ -1,0 +1,100 @@
+"""novanet-manage: argument parsing, configuration, dispatch and error reporting.
+
+Errors are one line on stderr: exit 1 for runtime errors (a conflict, a
+missing object, an unreachable service), 2 for usage and configuration
+errors. Every command runs in database transactions, so a refused command
+writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from oslo_config import cfg
+from sqlalchemy.exc import SQLAlchemyError
+
+from novanet import conf as novanet_conf
+from novanet.conf import loader
+from novanet.exception import NovanetError
+from novanet.manage import db, fixed, instance, network, service
+from novanet.manage.context import Context
+
+PROG = "novanet-manage"
+LOG = logging.getLogger(PROG)
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse prints the whole usage and exits; keep errors to one line
+        # ("novanet-manage: error: network list: ...") and let main() return 2.
+        where = self.prog[len(PROG) :].strip()
+        raise _ArgumentError(f"{where}: {message}" if where else message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, description="Administer novanet's networks, addresses and instances."
+    )
+    loader.add_config_arguments(parser)
+    parser.add_argument(
+        "--format",
+        dest="global_format",
+        choices=["table", "json"],
+        help="output format of list/show commands",
+    )
+    parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
+    sub = parser.add_subparsers(
+        dest="category", metavar="CATEGORY", required=True, parser_class=_Parser
+    )
+    for module in (db, network, fixed, instance, service):
+        module.register(sub)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, conf: cfg.ConfigOpts | None = None
+) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as exc:
+        return _fail(str(exc), 2)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format=f"{PROG}: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    conf = conf if conf is not None else cfg.CONF
+    novanet_conf.register_opts(conf)
+    ctx: Context | None = None
+    try:
+        loader.load(conf, args.config_sources or [], prog=PROG)
+        ctx = Context(conf, out)
+        return int(args.func(ctx, args))
+    except loader.ConfigError as exc:
+        return _fail(str(exc), 2)
+    except NovanetError as exc:
+        return _fail(str(exc), exc.exit_code, args.debug)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return _fail(f"database error: {reason}", 1, args.debug)
+    except OSError as exc:
+        return _fail(str(exc), 1, args.debug)
+    finally:
+        if ctx is not None:
+            ctx.close()
+
+
+def _fail(message: str, code: int, debug: bool = False) -> int:
+    if debug:
+        LOG.exception("failed")
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return code

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# System packages novanet's daemons, lab and tests use (Debian 12 / Ubuntu names).
+set -euo pipefail
+# program -> package
+declare -A wanted=(
+    [dnsmasq]=dnsmasq-base
+    [dhcp_release]=dnsmasq-utils
+    [iptables-legacy-restore]=iptables
+    [ip]=iproute2
+    [busybox]=busybox
+    [socat]=socat
+    [modprobe]=kmod
+    [tcpdump]=tcpdump
+    [nsenter]=util-linux
+)
+missing=()
+for program in "${!wanted[@]}"; do
+    if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$program" >/dev/null 2>&1; then
+        missing+=("${wanted[$program]}")
+    fi
+done
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Bridged traffic reaches iptables only with br_netfilter (the per-instance
+# chains filter nothing without it).
+modprobe br_netfilter 2>/dev/null || true
