@@ -27,6 +27,14 @@ class Conflict(NovanetError):
     """The request contradicts the current state (overlap, address in use...)."""
 
 
+class BadRequest(NovanetError):
+    """An RPC request whose payload is malformed; nothing was changed."""
+
+
+class ServiceUnavailable(NovanetError):
+    """A daemon that had to take part did not answer in time."""
+
+
 class NoMoreFixedIps(NovanetError):
     """The pool of a network is exhausted."""
 

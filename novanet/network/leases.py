@@ -1,0 +1,108 @@
+"""dnsmasq's lease events (from novanet-dhcpbridge), handled on the database.
+
+The same code runs in the daemon (events arriving over its unix socket) and
+in novanet-dhcpbridge itself when the daemon is not running.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from novanet.db.api import Database
+from novanet.exception import NovanetError
+from novanet.ipam import networks, pool, queries
+
+LOG = logging.getLogger(__name__)
+
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def lease_lines(db: Database, network_id: int, lease_time: int) -> str:
+    """The lease database for dnsmasq's ``init``: ``EXPIRY MAC IP HOSTNAME *`` lines."""
+    lines = []
+    for lease in queries.leases_for_network(db, network_id):
+        expiry = calendar.timegm(lease.updated_at.utctimetuple()) + lease_time
+        lines.append(f"{expiry} {lease.mac} {lease.address} {lease.hostname or '*'} *\n")
+    return "".join(lines)
+
+
+def handle(db: Database, lease_time: int, event: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply one event; returns the reply sent back to novanet-dhcpbridge."""
+    try:
+        action = event.get("action")
+        network_id = event.get("network_id")
+        if not isinstance(network_id, int) or isinstance(network_id, bool):
+            return {"ok": False, "code": 2, "error": "network_id must be an integer"}
+        networks.get_network(db, network_id)  # NotFound for a stale dnsmasq
+        if action == "init":
+            return {"ok": True, "output": lease_lines(db, network_id, lease_time)}
+        if action == "old":
+            return {"ok": True}
+        mac, address = event.get("mac"), event.get("address")
+        if not isinstance(mac, str) or not _MAC.match(mac) or not isinstance(address, str):
+            return {"ok": False, "code": 2, "error": "bad mac or address"}
+        if action == "add":
+            done = pool.lease_fixed_ip(db, address, mac)
+            if not done:
+                LOG.warning(
+                    "dnsmasq leased %s to %s, which novanet did not allocate to it", address, mac
+                )
+            else:
+                LOG.info("leased %s to %s", address, mac)
+            return {"ok": True}
+        if action == "del":
+            done = pool.release_fixed_ip(db, address, mac)
+            if not done:
+                # nova's guard: the address now belongs to someone else (or nobody).
+                LOG.info("ignored the release of %s by %s: not its address any more", address, mac)
+            else:
+                LOG.info("released %s from %s", address, mac)
+            return {"ok": True}
+        return {"ok": False, "code": 2, "error": f"unknown action {action!r}"}
+    except NovanetError as exc:
+        return {"ok": False, "code": exc.exit_code, "error": str(exc)}
+
+
+def handle_direct(event: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """novanet-dhcpbridge's fallback: load the configuration, open the database, handle."""
+    from novanet import conf as novanet_conf
+    from novanet.conf import loader
+
+    conf = novanet_conf.new_conf()
+    raw = environ.get("NOVANET_CONFIG_FILES", "[]")
+    try:
+        sources = [loader.Source(kind, path) for kind, path in json.loads(raw)]
+    except (ValueError, TypeError):
+        return {
+            "ok": False,
+            "code": 2,
+            "error": f"NOVANET_CONFIG_FILES is not a JSON list: {raw!r}",
+        }
+    try:
+        loader.load(conf, sources, prog="novanet-dhcpbridge")
+    except loader.ConfigError as exc:
+        return {"ok": False, "code": 2, "error": str(exc)}
+    db = Database.from_conf(conf)
+    try:
+        return handle(db, conf.dhcp_lease_time, event)
+    finally:
+        db.dispose()
+
+
+def dhcpbridge_environment(
+    conf_sources: list[tuple[str, str]], network_id: int, socket_path: str
+) -> dict[str, str]:
+    """What novanet-network puts in dnsmasq's environment for its dhcp-script."""
+    return {
+        "NOVANET_NETWORK_ID": str(network_id),
+        "NOVANET_CONFIG_FILES": json.dumps(
+            [[kind, os.path.abspath(path)] for kind, path in conf_sources]
+        ),
+        "NOVANET_DHCPBRIDGE_SOCKET": socket_path,
+    }
