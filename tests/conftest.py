@@ -44,6 +44,15 @@ def netns_factory() -> Iterator[object]:
             ns.destroy()
 
 
+LAB_TEST_BASE = "/run/novanet-lab-tests"
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if os.geteuid() == 0:
-        netns_lib.cleanup_leftovers()
+    if os.geteuid() != 0:
+        return
+    from novanet.lab import lab as lab_mod
+
+    for name in lab_mod.all_lab_names(LAB_TEST_BASE):
+        if name.startswith(f"t{os.getpid()}-"):
+            lab_mod.Lab(name, LAB_TEST_BASE).down()
+    netns_lib.cleanup_leftovers()

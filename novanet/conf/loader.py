@@ -304,10 +304,11 @@ def load(
     sources: Sequence[Source],
     prog: str | None = None,
     default_files: Iterable[str] = (DEFAULT_CONFIG_FILE,),
-) -> list[str]:
+) -> list[Source]:
     """Parse ``sources`` into ``conf`` (options must be registered already).
 
-    Returns the list of files read, in order. Raises :class:`ConfigError`
+    Returns the files read, in order (the default file when none was given).
+    Raises :class:`ConfigError`
     with a one-line message on any problem; nothing else is changed then.
     """
     files = list(sources)
@@ -348,7 +349,7 @@ def load(
             f"{name} ({origin.path}:{origin.line})" for name, origin in loaded.unknown
         )
         LOG.warning("ignoring flags novanet does not know: %s", names)
-    return [source.path for source in files]
+    return files
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
