@@ -14,34 +14,24 @@ DEFAULT_TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 legacy_rabbit_opts = [
     cfg.StrOpt(
         "rabbit_host",
-        deprecated_for_removal=True,
-        deprecated_reason="Use transport_url.",
         help="Legacy nova flag: RabbitMQ host. Used to build transport_url when "
         "transport_url is not set.",
     ),
     cfg.PortOpt(
         "rabbit_port",
-        deprecated_for_removal=True,
-        deprecated_reason="Use transport_url.",
         help="Legacy nova flag: RabbitMQ port (default 5672).",
     ),
     cfg.StrOpt(
         "rabbit_userid",
-        deprecated_for_removal=True,
-        deprecated_reason="Use transport_url.",
         help="Legacy nova flag: RabbitMQ user (default guest).",
     ),
     cfg.StrOpt(
         "rabbit_password",
         secret=True,
-        deprecated_for_removal=True,
-        deprecated_reason="Use transport_url.",
         help="Legacy nova flag: RabbitMQ password (default guest).",
     ),
     cfg.StrOpt(
         "rabbit_virtual_host",
-        deprecated_for_removal=True,
-        deprecated_reason="Use transport_url.",
         help="Legacy nova flag: RabbitMQ virtual host (default /).",
     ),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from novanet.ipam import networks, plan
-from novanet.manage import common
+from novanet.manage import common, rpcclient
 from novanet.manage.context import Context
 from novanet.manage.output import emit
 
@@ -93,6 +93,7 @@ def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
     )
     created = networks.create_networks(ctx.database(), plans)
     emit(ctx.out, COLUMNS, _rows(created), common.fmt(args))
+    rpcclient.notify_networks_changed(ctx.conf)
     return 0
 
 
@@ -106,6 +107,7 @@ def delete_cmd(ctx: Context, args: argparse.Namespace) -> int:
     net = networks.find_network(db, cidr=args.fixed_range, uuid=args.uuid)
     networks.delete_network(db, net)
     ctx.out.write(f"deleted network {net.cidr} ({net.uuid})\n")
+    rpcclient.notify_networks_changed(ctx.conf)
     return 0
 
 
@@ -115,4 +117,5 @@ def modify_cmd(ctx: Context, args: argparse.Namespace) -> int:
     changes = {key: getattr(args, key) for key in networks.MODIFIABLE}
     updated = networks.modify_network(db, net, changes)
     emit(ctx.out, COLUMNS, _rows([updated]), common.fmt(args))
+    rpcclient.notify_networks_changed(ctx.conf)
     return 0

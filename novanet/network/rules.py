@@ -9,7 +9,7 @@ shows can be compared with them exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 METADATA_ADDRESS = "169.254.169.254/32"
@@ -17,9 +17,26 @@ METADATA_ADDRESS = "169.254.169.254/32"
 Rules = dict[str, dict[str, list[str]]]  # table -> wrapped chain -> rules
 
 
+class TableLike(Protocol):
+    def add_chain(self, name: str, wrap: bool = True) -> None: ...
+
+    def set_rules(self, chain: str, rules: Iterable[str], wrap: bool = True) -> None: ...
+
+
+def declare(tables: Mapping[str, TableLike], rules: Rules) -> None:
+    """Make each listed wrapped chain hold exactly these rules (in an IptablesManager model)."""
+    for table, chains in rules.items():
+        for chain, content in chains.items():
+            tables[table].add_chain(chain)
+            tables[table].set_rules(chain, content)
+
+
 class NetworkLike(Protocol):
-    bridge: str
-    cidr: str
+    @property
+    def bridge(self) -> str: ...
+
+    @property
+    def cidr(self) -> str: ...
 
 
 def controller_rules(
@@ -34,7 +51,7 @@ def controller_rules(
     filter_input: list[str] = []
     filter_forward: list[str] = []
     postrouting: list[str] = []
-    snat: list[str] = []
+    snat: list[str] = ["-j $float-snat"]  # floating IPs (none in FlatDHCP) come first
     dmz = list(dmz_cidrs)
     for net in networks:
         # DHCP and DNS from the guests to dnsmasq on the bridge.

@@ -10,6 +10,7 @@ import pytest
 
 from novanet import conf as novanet_conf
 from novanet.manage import cli
+from novanet.rpc import transport as rpc
 
 
 @pytest.fixture
@@ -26,7 +27,11 @@ def env(tmp_path):
 def run(env, *args, capsys=None):
     tmp_path, flagfile = env
     out = io.StringIO()
-    code = cli.main(["--flagfile", str(flagfile), *args], out=out, conf=novanet_conf.new_conf())
+    conf = novanet_conf.new_conf()
+    # No broker in unit tests: the "networks changed" notification goes nowhere.
+    rpc.register_opts(conf)
+    conf.set_override("transport_url", "fake:///")
+    code = cli.main(["--flagfile", str(flagfile), *args], out=out, conf=conf)
     return code, out.getvalue()
 
 

@@ -1,0 +1,118 @@
+"""novanet-compute, wired: bridge, VIFs, iptables, RPC server, resync and heartbeats."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from oslo_config import cfg
+
+from novanet.compute.endpoint import ComputeEndpoint
+from novanet.compute.manager import BINARY, TOPIC, ComputeManager
+from novanet.conf.loader import Source
+from novanet.linux.bridge import BridgeManager
+from novanet.linux.devices import VifDevices
+from novanet.linux.ip_lib import IpLib
+from novanet.linux.iptables.manager import IptablesManager
+from novanet.linux.sysctl import Sysctl
+from novanet.rpc import transport as rpc
+from novanet.rpc.network_api import NetworkAPI
+from novanet.rpc.objects import InstanceNetwork
+from novanet.service.periodic import PeriodicRunner
+
+LOG = logging.getLogger(__name__)
+
+RESYNC_INTERVAL = 60
+RESYNC_RETRY = 2.0
+
+
+class ComputeService:
+    def __init__(self, conf: cfg.ConfigOpts, sources: list[Source]) -> None:
+        self.conf = conf
+        os.makedirs(conf.lock_path, mode=0o755, exist_ok=True)
+        ip = IpLib()
+        self.iptables = IptablesManager.from_conf(conf, "compute")
+        self.manager = ComputeManager(
+            conf,
+            bridges=BridgeManager(ip, conf.lock_path, Sysctl()),
+            iptables=self.iptables,
+            vifs=VifDevices(ip, conf.lock_path),
+            namespaces=ip,
+        )
+        self.transport = rpc.get_transport(conf)
+        self.network = NetworkAPI(self.transport, timeout=conf.rpc_connect_timeout)
+        self.rpc_server = rpc.get_server(
+            self.transport, TOPIC, conf.host, [ComputeEndpoint(self.manager, self.resync)]
+        )
+        self.periodic = PeriodicRunner()
+        self.periodic.add("heartbeat", conf.report_interval, self.heartbeat, run_immediately=True)
+        self.periodic.add(
+            "iptables-drift", conf.iptables_check_interval, self.manager.check_iptables
+        )
+        self.periodic.add("resync", RESYNC_INTERVAL, self.resync)
+        self._stopping = threading.Event()
+        self._resync_lock = threading.Lock()
+
+    def start(self) -> None:
+        # Refuses to start (NovanetError) without bridge-nf-call-iptables.
+        self.manager.init_host()
+        threading.Thread(target=self._first_sync, name="first-resync", daemon=True).start()
+
+    def _first_sync(self) -> None:
+        """Until the controller answers, leave the kernel as it is: nothing is torn down blind."""
+        while not self._stopping.is_set():
+            if self.resync():
+                break
+            self._stopping.wait(RESYNC_RETRY)
+        if self._stopping.is_set():
+            return
+        try:
+            self.rpc_server.start()
+        except Exception:  # noqa: BLE001
+            LOG.exception("cannot start the RPC server")
+            return
+        LOG.info("serving RPC on topic %r as %r", TOPIC, self.conf.host)
+        self.periodic.start()
+
+    def resync(self) -> bool:
+        with self._resync_lock:
+            try:
+                wanted = [
+                    InstanceNetwork.from_dict(item)
+                    for item in self.network.get_host_instances(host=self.conf.host)
+                ]
+            except Exception as exc:  # noqa: BLE001 - controller or broker away: retried
+                LOG.warning(
+                    "cannot get this host's instances from the controller: %s", _first_line(exc)
+                )
+                return False
+            summary = self.manager.resync(wanted)
+            LOG.info("resync: %s", ", ".join(f"{k} {v}" for k, v in summary.items()))
+            return True
+
+    def heartbeat(self) -> None:
+        try:
+            self.network.report_state(host=self.conf.host, binary=BINARY, topic=TOPIC)
+        except Exception as exc:  # noqa: BLE001
+            LOG.warning("heartbeat not sent: %s", _first_line(exc))
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.periodic.stop()
+        try:
+            self.rpc_server.stop()
+            self.rpc_server.wait()
+        except Exception:  # noqa: BLE001 - not started
+            pass
+        self.transport.cleanup()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def build(conf: cfg.ConfigOpts, sources: list[Source]) -> Any:
+    return ComputeService(conf, sources)

@@ -1,0 +1,120 @@
+"""The RPC server side of topic ``network``: checks every payload, then calls the manager.
+
+Version history: see :class:`novanet.rpc.network_api.NetworkAPI`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from novanet.exception import BadRequest, NovanetError
+from novanet.ipam.macs import normalize_mac
+from novanet.network.manager import NetworkManager
+from novanet.rpc import payloads
+from novanet.rpc import transport as rpc
+
+LOG = logging.getLogger(__name__)
+
+
+def _expected(func: Any) -> Any:
+    """Errors meant for the caller are returned to it, not logged as server failures."""
+    import oslo_messaging
+
+    return oslo_messaging.expected_exceptions(NovanetError)(func)
+
+
+class NetworkEndpoint:
+    target = rpc.target("1.0")
+
+    def __init__(self, manager: NetworkManager) -> None:
+        self.manager = manager
+
+    @_expected
+    def create_instance(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        _only(kw, "display_name", "host", "vif_type", "mac", "user_data", "public_key")
+        mac = kw.get("mac")
+        if mac is not None:
+            try:
+                mac = normalize_mac(payloads.text(mac, "mac", max_len=17))
+            except NovanetError as exc:
+                raise BadRequest(str(exc)) from None
+        created = self.manager.create_instance(
+            display_name=payloads.text(kw.get("display_name"), "display_name"),
+            host=payloads.host(kw.get("host")),
+            vif_type=payloads.vif_type(kw.get("vif_type")),
+            mac=mac,
+            user_data=payloads.optional_text(
+                kw.get("user_data"), "user_data", payloads.MAX_USER_DATA
+            ),
+            public_key=payloads.optional_text(
+                kw.get("public_key"), "public_key", payloads.MAX_PUBLIC_KEY
+            ),
+        )
+        return created.to_dict()
+
+    @_expected
+    def delete_instance(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        _only(kw, "instance_uuid")
+        return self.manager.delete_instance(payloads.uuid(kw.get("instance_uuid"), "instance_uuid"))
+
+    @_expected
+    def allocate_for_instance(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        _only(kw, "instance_uuid", "mac")
+        mac = kw.get("mac")
+        return self.manager.allocate_for_instance(
+            payloads.uuid(kw.get("instance_uuid"), "instance_uuid"),
+            None if mac is None else payloads.mac(mac),
+        ).to_dict()
+
+    @_expected
+    def deallocate_for_instance(self, ctxt: Any, **kw: Any) -> None:
+        _only(kw, "instance_uuid")
+        self.manager.deallocate_for_instance(
+            payloads.uuid(kw.get("instance_uuid"), "instance_uuid")
+        )
+
+    @_expected
+    def get_instance_nw_info(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        _only(kw, "instance_uuid")
+        uuid = payloads.uuid(kw.get("instance_uuid"), "instance_uuid")
+        return self.manager.get_instance_nw_info(uuid).to_dict()
+
+    @_expected
+    def get_host_instances(self, ctxt: Any, **kw: Any) -> list[dict[str, Any]]:
+        _only(kw, "host")
+        return [i.to_dict() for i in self.manager.get_host_instances(payloads.host(kw.get("host")))]
+
+    @_expected
+    def lease_fixed_ip(self, ctxt: Any, **kw: Any) -> bool:
+        _only(kw, "address", "mac")
+        return self.manager.lease_fixed_ip(
+            payloads.ipv4(kw.get("address"), "address"), payloads.mac(kw.get("mac"))
+        )
+
+    @_expected
+    def release_fixed_ip(self, ctxt: Any, **kw: Any) -> bool:
+        _only(kw, "address", "mac")
+        return self.manager.release_fixed_ip(
+            payloads.ipv4(kw.get("address"), "address"), payloads.mac(kw.get("mac"))
+        )
+
+    def report_state(self, ctxt: Any, **kw: Any) -> None:
+        try:
+            _only(kw, "host", "binary", "topic")
+            self.manager.report_state(
+                payloads.host(kw.get("host")),
+                payloads.text(kw.get("binary"), "binary", max_len=64),
+                payloads.text(kw.get("topic"), "topic", max_len=64),
+            )
+        except BadRequest as exc:  # a cast: nobody to tell but the log
+            LOG.warning("ignored a malformed report_state: %s", exc)
+
+    def refresh_networks(self, ctxt: Any, **kw: Any) -> None:
+        self.manager.refresh_networks()
+
+
+def _only(kw: dict[str, Any], *allowed: str) -> None:
+    unknown = sorted(set(kw) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unexpected argument(s): {', '.join(unknown)}")

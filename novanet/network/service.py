@@ -1,0 +1,131 @@
+"""novanet-network, wired: database, kernel objects, dnsmasq, RPC, lease socket, periodic tasks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from oslo_config import cfg
+
+from novanet.conf.loader import Source
+from novanet.db import migration
+from novanet.db.api import Database
+from novanet.dhcp.driver import DnsmasqDriver
+from novanet.linux.bridge import BridgeManager
+from novanet.linux.ip_lib import IpLib
+from novanet.linux.iptables.manager import IptablesManager
+from novanet.linux.sysctl import Sysctl
+from novanet.network import leases
+from novanet.network.endpoint import NetworkEndpoint
+from novanet.network.lease_socket import LeaseEventServer
+from novanet.network.manager import TOPIC, NetworkManager
+from novanet.rpc import transport as rpc
+from novanet.rpc.compute_api import ComputeAPI
+from novanet.service.periodic import PeriodicRunner
+
+LOG = logging.getLogger(__name__)
+
+NETWORK_REFRESH_INTERVAL = 10
+DISASSOCIATE_INTERVAL = 60
+
+
+def lease_socket_path(conf: cfg.ConfigOpts) -> str:
+    return os.path.join(conf.state_path, "dhcpbridge.sock")
+
+
+def script_environment(conf: cfg.ConfigOpts, sources: list[Source]) -> dict[str, str]:
+    """dnsmasq's environment for novanet-dhcpbridge (NOVANET_NETWORK_ID is per network)."""
+    if conf.dhcpbridge_flagfile:
+        files = [["config", os.path.abspath(path)] for path in conf.dhcpbridge_flagfile]
+    else:
+        files = [[s.kind, os.path.abspath(s.path)] for s in sources]
+    return {
+        "NOVANET_CONFIG_FILES": json.dumps(files),
+        "NOVANET_DHCPBRIDGE_SOCKET": lease_socket_path(conf),
+    }
+
+
+class NetworkService:
+    def __init__(self, conf: cfg.ConfigOpts, sources: list[Source]) -> None:
+        self.conf = conf
+        for path in (conf.state_path, conf.networks_path, conf.lock_path):
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        self.db = Database.from_conf(conf)
+        migration.check_current(self.db.engine)
+        self.iptables = IptablesManager.from_conf(conf, "network")
+        self.manager = NetworkManager(
+            conf,
+            self.db,
+            bridges=BridgeManager(IpLib(), conf.lock_path, Sysctl()),
+            iptables=self.iptables,
+            dhcp=None,  # type: ignore[arg-type]  # set just below: it needs manager.hosts
+            compute=None,
+        )
+        self.dhcp = DnsmasqDriver(
+            conf, self.manager.hosts, script_env=script_environment(conf, sources)
+        )
+        self.manager.dhcp = self.dhcp
+        self.transport = rpc.get_transport(conf)
+        self.manager.compute = ComputeAPI(self.transport)
+        self.rpc_server = rpc.get_server(
+            self.transport, TOPIC, conf.host, [NetworkEndpoint(self.manager)]
+        )
+        self.lease_server = LeaseEventServer(
+            lease_socket_path(conf),
+            lambda event: leases.handle(self.db, conf.dhcp_lease_time, event),
+        )
+        self.periodic = PeriodicRunner()
+        m = self.manager
+        self.periodic.add("heartbeat", conf.report_interval, m.heartbeat)
+        self.periodic.add("dnsmasq-liveness", conf.dnsmasq_check_interval, m.check_dnsmasq)
+        self.periodic.add("iptables-drift", conf.iptables_check_interval, m.check_iptables)
+        self.periodic.add("network-refresh", NETWORK_REFRESH_INTERVAL, m.refresh_networks)
+        self.periodic.add(
+            "disassociate",
+            min(DISASSOCIATE_INTERVAL, max(1, conf.fixed_ip_disassociate_timeout)),
+            m.disassociate_stale,
+            run_immediately=True,
+        )
+        self._rpc_started = threading.Event()
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        self.manager.init_host()
+        self.lease_server.start()
+        self.manager.heartbeat()
+        threading.Thread(target=self._serve_rpc, name="rpc-start", daemon=True).start()
+        self.periodic.start()
+
+    def _serve_rpc(self) -> None:
+        # The broker may be down when we start; dnsmasq and the lease socket
+        # work without it, so keep trying in the background.
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                self.rpc_server.start()
+                self._rpc_started.set()
+                LOG.info("serving RPC on topic %r as %r", TOPIC, self.conf.host)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried
+                LOG.warning("RPC server not started (%s); retrying in %.0f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.periodic.stop()
+        if self._rpc_started.is_set():
+            self.rpc_server.stop()
+            self.rpc_server.wait()
+        self.lease_server.stop()
+        self.dhcp.close()  # stops reload threads; dnsmasq keeps running
+        self.transport.cleanup()
+        self.db.dispose()
+
+
+def build(conf: cfg.ConfigOpts, sources: list[Source]) -> Any:
+    return NetworkService(conf, sources)
