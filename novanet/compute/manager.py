@@ -141,11 +141,13 @@ class ComputeManager:
                     self._remove_rules(self._instances[uuid])
                 for inst in wanted:
                     self._add_rules(inst)
-            if not self._synced:
-                # Deletes chains of ours the model does not have (instances
-                # deleted while we were away), rewrites only chains that differ.
-                for line in self.iptables.full_sync():
-                    LOG.info("iptables: %s", line)
+                if not self._synced:
+                    # Deletes chains of ours the model does not have (instances
+                    # deleted while we were away) and rewrites only chains that
+                    # differ, in one read and one restore (full_sync ignores the
+                    # deferral, so nothing is left to apply after it).
+                    for line in self.iptables.full_sync():
+                        LOG.info("iptables: %s", line)
             # Rules are in place: now devices may come up.
             present = {vif.mac: vif for vif in self.vifs.list()}
             plugged = 0

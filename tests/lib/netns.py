@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 _COUNTER = itertools.count()
 PREFIX = f"nt{os.getpid()}x"
@@ -31,7 +32,7 @@ class Namespace:
         self.name = name
 
     def run(
-        self, cmd: Sequence[str], check: bool = True, timeout: float = 60, **kw: object
+        self, cmd: Sequence[str], check: bool = True, timeout: float = 60, **kw: Any
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside the namespace and return the completed process."""
         result = subprocess.run(
@@ -39,7 +40,7 @@ class Namespace:
             capture_output=True,
             text=True,
             timeout=timeout,
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
         if check and result.returncode != 0:
             raise AssertionError(

@@ -1,0 +1,179 @@
+"""Benchmark of the iptables manager against nova's apply strategy (root, namespaces).
+
+Run: sudo .venv/bin/python -m bench.iptables_bench [--sizes 10,1000,5000] [--repeat 5]
+
+For each backend (nft, legacy) and size N (instance chains of 6 rules plus
+one jump each, as the seed's compute host), in a fresh namespace:
+
+- add: one more instance (new chain + its rules + one -A in nova-compute-local)
+  through IptablesManager.apply(): model work + one iptables-restore --noflush;
+- remove: one instance (flush, -D of its jump, -X);
+- nova: the same addition done nova's way: iptables-save of filter and nat,
+  edit the text, iptables-restore of the whole dump;
+- check: check_and_repair() when nothing changed (the change probe only);
+- repair: check_and_repair() after `iptables -D nova-compute-inst-0 1`;
+- restart: a new manager declaring all N instances, then full_sync() against
+  the already-correct kernel (what a compute agent restart costs).
+
+Prints a markdown table of medians in milliseconds. The machine's other load
+shows in the numbers: run it on a quiet host and repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+from novanet.linux import processutils
+from novanet.linux.iptables import IptablesManager, IptablesRunner
+from tests.lib import netns as netns_lib
+
+INSTANCE_RULES = [
+    "-m state --state INVALID -j DROP",
+    "-m state --state ESTABLISHED,RELATED -j ACCEPT",
+    "-j $provider",
+    "-s 10.0.0.1/32 -p udp -m udp --sport 67 --dport 68 -j ACCEPT",
+    "-s 10.0.0.0/16 -j ACCEPT",
+    "-j $sg-fallback",
+]
+
+
+def address(i: int) -> str:
+    return f"10.{i // 65000 % 250}.{i // 250 % 250}.{i % 250 + 2}"
+
+
+def declare(mgr: IptablesManager, ids: range) -> None:
+    filt = mgr.ipv4["filter"]
+    filt.add_rule("FORWARD", "-i br100 -j ACCEPT")
+    filt.add_rule("FORWARD", "-o br100 -j ACCEPT")
+    filt.add_chain("provider")
+    filt.add_chain("sg-fallback")
+    filt.add_rule("sg-fallback", "-j DROP")
+    for i in ids:
+        add(mgr, i)
+
+
+def add(mgr: IptablesManager, i: int) -> None:
+    filt = mgr.ipv4["filter"]
+    filt.add_chain(f"inst-{i}")
+    filt.set_rules(f"inst-{i}", INSTANCE_RULES)
+    filt.add_rule("local", f"-d {address(i)}/32 -j $inst-{i}")
+
+
+def timed(func: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    func()
+    return (time.perf_counter() - start) * 1000
+
+
+def nova_add(ns: str, backend: str, i: int) -> None:
+    """nova's apply: save everything, rewrite our lines, restore the whole dump."""
+    prefix = ["nsenter", f"--net=/run/netns/{ns}"]
+    for table in ("filter", "nat"):
+        text, _ = processutils.execute([*prefix, f"iptables-{backend}-save", "-t", table])
+        lines = text.splitlines()
+        if table == "filter":
+            chain = f"nova-compute-inst-{i}"
+            commit = len(lines) - 1 - lines[::-1].index("COMMIT")
+            header = next(n for n, line in enumerate(lines) if line.startswith("-A"))
+            new_rules = [
+                f"-A {chain} {rule.replace('$', 'nova-compute-')}" for rule in INSTANCE_RULES
+            ]
+            new_rules.append(f"-A nova-compute-local -d {address(i)}/32 -j {chain}")
+            lines = lines[:header] + [f":{chain} - [0:0]"] + lines[header:commit]
+            lines += new_rules + ["COMMIT"]
+        processutils.execute(
+            [*prefix, f"iptables-{backend}-restore", "-w"], input="\n".join(lines) + "\n"
+        )
+
+
+def bench(backend: str, size: int, repeat: int, restart: bool) -> dict[str, float]:
+    ns = netns_lib.create("bench")
+    try:
+        mgr = IptablesManager("compute", IptablesRunner(backend, netns=ns.name))
+        declare(mgr, range(size))
+        result = {"initial": timed(mgr.full_sync)}
+        ids = range(size, size + repeat)
+        adds, removes, novas, checks = [], [], [], []
+        for i in ids:
+
+            def add_one(i: int = i) -> None:
+                add(mgr, i)
+                mgr.apply()
+
+            adds.append(timed(add_one))
+        for _ in ids:
+            checks.append(timed(mgr.check_and_repair))
+        for i in ids:
+
+            def remove_one(i: int = i) -> None:
+                mgr.ipv4["filter"].remove_chain(f"inst-{i}")
+                mgr.apply()
+
+            removes.append(timed(remove_one))
+        for i in ids:
+
+            def nova_one(i: int = i) -> None:
+                nova_add(ns.name, backend, i)
+
+            novas.append(timed(nova_one))
+        mgr.full_sync()  # back to our model: drops nova's chains
+        prefix = ["nsenter", f"--net=/run/netns/{ns.name}"]
+        processutils.execute(
+            [*prefix, f"iptables-{backend}", "-w", "-D", "nova-compute-inst-0", "1"]
+        )
+        repair = timed(mgr.check_and_repair)
+        result.update(
+            add=statistics.median(adds),
+            remove=statistics.median(removes),
+            nova=statistics.median(novas),
+            check=statistics.median(checks),
+            repair=repair,
+        )
+        if restart:
+            mgr.close()
+            fresh = IptablesManager("compute", IptablesRunner(backend, netns=ns.name))
+            result["declare"] = timed(lambda: declare(fresh, range(size)))
+            result["restart"] = timed(fresh.full_sync)
+            assert fresh.check_and_repair(force=True) == []
+            fresh.close()
+        mgr.close()
+        return result
+    finally:
+        ns.destroy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,1000,5000")
+    parser.add_argument("--backends", default="nft,legacy")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    for backend in args.backends.split(","):
+        for size in sizes:
+            res = bench(backend, size, args.repeat, restart=size == max(sizes))
+            rows.append((backend, size, res))
+            print(f"{backend} N={size}: {res}", file=sys.stderr)
+    print(
+        "| backend | N | add one (ms) | remove one (ms) | nova add (ms) | nova / ours "
+        "| quiet check (ms) | repair (ms) | initial sync (ms) "
+        "| restart: declare + full_sync (ms) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for backend, size, res in rows:
+        restart = f"{res['declare']:.0f} + {res['restart']:.0f}" if "restart" in res else ""
+        print(
+            f"| {backend} | {size:,} | {res['add']:.1f} | {res['remove']:.1f} | "
+            f"{res['nova']:.1f} | {res['nova'] / res['add']:.0f}x | {res['check']:.2f} | "
+            f"{res['repair']:.0f} | {res['initial']:.0f} | {restart} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

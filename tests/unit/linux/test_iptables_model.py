@@ -1,0 +1,103 @@
+"""The in-memory model: names, $chain expansion, rule bookkeeping."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from novanet.linux.iptables import InvalidChainName, IptablesTable, Naming
+from novanet.linux.iptables.names import jump_target
+
+
+def table(binary: str = "compute", prefix: str = "nova") -> IptablesTable:
+    return IptablesTable("filter", Naming(prefix, binary), threading.RLock(), {})
+
+
+def test_wrapped_names_and_expansion() -> None:
+    t = table()
+    t.add_chain("inst-9")
+    t.add_chain("provider")
+    t.add_rule("inst-9", "-j $provider")
+    assert t.chains() == ["nova-compute-inst-9", "nova-compute-provider"]
+    assert t.rules("inst-9") == ["-j nova-compute-provider"]
+    assert t.rules("nova-compute-inst-9", wrap=False) == ["-j nova-compute-provider"]
+
+
+def test_rules_are_stored_as_iptables_prints_them() -> None:
+    t = table()
+    t.add_chain("inst-9")
+    t.add_rule("inst-9", "-s 10.0.0.1 -p udp --dport 68 --sport 67 -j ACCEPT")
+    assert t.rules("inst-9") == ["-s 10.0.0.1/32 -p udp -m udp --sport 67 --dport 68 -j ACCEPT"]
+    # Same rule, other spelling: not added twice, removable.
+    t.add_rule("inst-9", "-p udp -s 10.0.0.1/32 -m udp --sport 67 --dport 68 -j ACCEPT")
+    assert len(t.rules("inst-9")) == 1
+    assert t.remove_rule("inst-9", "-s 10.0.0.1 -p udp --sport 67 --dport 68 -j ACCEPT")
+    assert t.rules("inst-9") == []
+    assert not t.remove_rule("inst-9", "-j ACCEPT")
+
+
+def test_top_rules_stay_in_front_in_insertion_order() -> None:
+    t = table()
+    t.add_chain("x")
+    t.add_rule("x", "-j ACCEPT")
+    t.add_rule("x", "-j DROP", top=True)
+    t.add_rule("x", "-j RETURN", top=True)
+    assert t.rules("x") == ["-j DROP", "-j RETURN", "-j ACCEPT"]
+
+
+def test_remove_chain_removes_jumps_to_it_everywhere() -> None:
+    t = table()
+    t.add_chain("local")
+    t.add_chain("inst-9")
+    t.add_rule("local", "-d 10.0.0.2 -j $inst-9")
+    t.add_rule("local", "-d 10.0.0.3 -j ACCEPT")
+    t.add_rule("INPUT", "-j $inst-9", wrap=False)
+    t.remove_chain("inst-9")
+    assert not t.has_chain("inst-9")
+    assert t.rules("local") == ["-d 10.0.0.3/32 -j ACCEPT"]
+    assert t.rules("INPUT", wrap=False) == []
+
+
+def test_set_rules_replaces_and_tracks_changes() -> None:
+    t = table()
+    t.add_chain("inst-9")
+    t.clear_pending()
+    t.set_rules("inst-9", ["-j DROP"])
+    assert t.pending() == ({"nova-compute-inst-9"}, False)
+    t.clear_pending()
+    t.set_rules("inst-9", ["-j DROP"])
+    assert not t.has_pending()
+    t.add_rule("FORWARD", "-j ACCEPT", wrap=False)
+    assert t.pending() == (set(), True)
+
+
+def test_unknown_chains_and_long_names_are_refused() -> None:
+    t = table()
+    with pytest.raises(ValueError, match="unknown chain"):
+        t.add_rule("nosuch", "-j ACCEPT")
+    with pytest.raises(InvalidChainName):
+        t.add_chain("a-very-long-chain-name-indeed")
+    with pytest.raises(InvalidChainName):
+        Naming("nova", "api-metadata")
+    with pytest.raises(InvalidChainName):
+        Naming("nova-x", "api")
+
+
+def test_order_key_ranks_binaries() -> None:
+    naming = Naming("nova", "compute")
+    keys = [
+        naming.order_key(rule, frozenset())
+        for rule in (
+            "-j nova-filter-top",
+            "-j nova-network-local",
+            "-j nova-compute-local",
+            "-j nova-api-local",
+            "-j nova-beta-local",
+            "-j nova-postrouting-bottom",
+            "-j ACCEPT",
+        )
+    ]
+    assert keys == sorted(keys)
+    assert naming.order_key("-p tcp -j ACCEPT", frozenset({"-p tcp -j ACCEPT"})) == keys[2]
+    assert jump_target("-m comment --comment x -g nova-x") == "nova-x"
