@@ -11,6 +11,7 @@ declare -A wanted=(
     [socat]=socat
     [modprobe]=kmod
     [tcpdump]=tcpdump
+    [ping]=iputils-ping
     [nsenter]=util-linux
 )
 missing=()
