@@ -1,0 +1,126 @@
+"""A controller made of stateful fakes around a real SQLite database."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from novanet import conf as novanet_conf
+from novanet.db import migration, services
+from novanet.db.api import Database
+from novanet.dhcp.models import DhcpHost, DhcpNetwork
+from novanet.ipam import networks, plan
+from novanet.linux.bridge import BridgeManager
+from novanet.linux.fakes.iptables import FakeIptables
+from novanet.linux.fakes.netlink import FakeIpLib, FakeSysctl
+from novanet.linux.iptables.manager import IptablesManager
+from novanet.network.manager import NetworkManager
+from novanet.rpc.objects import InstanceNetwork
+
+
+class FakeDhcp:
+    """Keeps what dnsmasq would hold: the hosts of each enabled network."""
+
+    def __init__(self) -> None:
+        self.provider: Any = None
+        self.enabled: dict[int, DhcpNetwork] = {}
+        self.hosts: dict[int, list[DhcpHost]] = {}
+        self.released: list[tuple[str, str, list[DhcpHost]]] = []
+
+    def enable(self, network: DhcpNetwork) -> None:
+        self.enabled[network.id] = network
+        self.reload_allocations(network)
+
+    def disable(self, network: DhcpNetwork) -> None:
+        self.enabled.pop(network.id, None)
+        self.hosts.pop(network.id, None)
+
+    def reload_allocations(self, network: DhcpNetwork) -> None:
+        if network.id in self.enabled:
+            self.hosts[network.id] = list(self.provider(network.id))
+
+    def release(self, network: DhcpNetwork, address: str, mac: str) -> None:
+        self.reload_allocations(network)
+        # what dnsmasq held when the DHCPRELEASE went out
+        self.released.append((address, mac, list(self.hosts.get(network.id, []))))
+
+    def check_alive(self) -> list[int]:
+        return []
+
+
+class FakeCompute:
+    """Compute hosts: what each has plugged; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.plugged: dict[str, InstanceNetwork] = {}
+        self.fail: Exception | None = None
+        self.torn_down: list[str] = []
+
+    def setup_instance(self, instance: InstanceNetwork, timeout: float | None = None) -> dict[str, Any]:
+        if self.fail is not None:
+            raise self.fail
+        devname = f"vnet{len(self.plugged)}"
+        self.plugged[instance.uuid] = dataclasses.replace(instance, devname=devname)
+        return {"devname": devname}
+
+    def teardown_instance(self, instance: InstanceNetwork, timeout: float | None = None) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.plugged.pop(instance.uuid, None)
+        self.torn_down.append(instance.uuid)
+
+
+@dataclasses.dataclass
+class Controller:
+    manager: NetworkManager
+    db: Database
+    ip: FakeIpLib
+    sysctl: FakeSysctl
+    iptables: FakeIptables
+    dhcp: FakeDhcp
+    compute: FakeCompute
+    conf: Any
+
+
+@pytest.fixture
+def controller(tmp_path) -> Controller:
+    conf = novanet_conf.new_conf()
+    conf([])
+    for name, value in {
+        "my_ip": "192.168.56.200",
+        "flat_interface": "eth2",
+        "flat_network_bridge": "br100",
+        "dmz_cidr": ["10.128.0.0/24"],
+        "host": "controller-1",
+        "state_path": str(tmp_path),
+    }.items():
+        conf.set_override(name, value)
+    db = Database(f"sqlite:///{tmp_path}/novanet.sqlite")
+    migration.upgrade(db.engine)
+    networks.create_networks(
+        db,
+        plan.plan_networks(
+            label="novanetwork", fixed_range_v4="10.0.0.0/24", bridge="br100", bridge_interface="eth2"
+        ),
+    )
+    services.heartbeat(db, "compute-1", "novanet-compute", "compute")
+    ip = FakeIpLib()
+    ip.add_link("eth1", up=True)
+    ip.add_link("eth2", up=True)
+    sysctl = FakeSysctl()
+    fake_iptables = FakeIptables()
+    dhcp = FakeDhcp()
+    compute = FakeCompute()
+    manager = NetworkManager(
+        conf,
+        db,
+        bridges=BridgeManager(ip, str(tmp_path / "lock"), sysctl),
+        iptables=IptablesManager("network", fake_iptables),
+        dhcp=dhcp,
+        compute=compute,
+    )
+    dhcp.provider = manager.hosts
+    yield Controller(manager, db, ip, sysctl, fake_iptables, dhcp, compute, conf)
+    db.dispose()
