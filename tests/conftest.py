@@ -56,3 +56,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if name.startswith(f"t{os.getpid()}-"):
             lab_mod.Lab(name, LAB_TEST_BASE).down()
     netns_lib.cleanup_leftovers()
+
+
+@pytest.fixture(scope="session")
+def vhost() -> Iterator[object]:
+    """A RabbitMQ vhost private to this test run (deleted at the end)."""
+    from tests.lib.broker import Vhost
+
+    made = Vhost()
+    try:
+        yield made
+    finally:
+        made.delete()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-database_group = cfg.OptGroup("database", title="SQL database")
-
 database_opts = [
     cfg.StrOpt(
         "connection",
@@ -36,8 +34,11 @@ database_opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(database_group)
-    conf.register_opts(database_opts, group=database_group)
+    # A group object per ConfigOpts: oslo.config keeps overrides on the group,
+    # so a shared module-level OptGroup would leak them between instances.
+    group = cfg.OptGroup("database", title="SQL database")
+    conf.register_group(group)
+    conf.register_opts(database_opts, group=group)
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:

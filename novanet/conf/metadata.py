@@ -16,6 +16,40 @@ metadata_opts = [
         default=8775,
         help="TCP port of the metadata service.",
     ),
+    cfg.StrOpt(
+        "metadata_listen",
+        default="$metadata_host",
+        help="Address novanet-metadata binds (with metadata_port). Defaults to "
+        "metadata_host, the DNAT target; 0.0.0.0 binds every address. The iptables "
+        "ACCEPT rule is always for metadata_host.",
+    ),
+    cfg.FloatOpt(
+        "metadata_client_timeout",
+        default=10.0,
+        min=0.5,
+        help="Seconds a client connection may take to send one complete request "
+        "(request line and headers) and read the reply, counted from the accept or "
+        "from the previous reply on a kept-alive connection. A slower client "
+        "(slowloris: a byte a second) is disconnected.",
+    ),
+    cfg.IntOpt(
+        "metadata_max_connections",
+        default=1000,
+        min=1,
+        help="Client connections served at the same time (one green thread each). "
+        "Further connections wait in the listen backlog until one ends. Keep it "
+        "below the open-files limit of the process.",
+    ),
+    cfg.FloatOpt(
+        "metadata_cache_ttl",
+        default=0.0,
+        min=0.0,
+        max=60.0,
+        help="Seconds an instance found by its source address is remembered "
+        "(per address). 0 (default) asks the database on every request, so an "
+        "instance created or deleted a moment ago is seen at once; see BENCHMARKS.md "
+        "for what a cache gains.",
+    ),
 ]
 
 

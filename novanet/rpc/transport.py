@@ -23,9 +23,12 @@ def _messaging() -> Any:
     # oslo.messaging pulls eventlet-aware modules in; import it only when a
     # program actually talks RPC (novanet-manage db/network commands do not).
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")
         import oslo_messaging
 
+    # Before any of its options is copied or registered: every copy must carry
+    # the same default, or registering it twice is a DuplicateOptError.
+    oslo_messaging.set_transport_defaults(EXCHANGE)
     return oslo_messaging
 
 
@@ -69,7 +72,6 @@ def transport_url(conf: cfg.ConfigOpts) -> str:
 
 def get_transport(conf: cfg.ConfigOpts) -> Any:
     om = _messaging()
-    om.set_transport_defaults(EXCHANGE)
     url = transport_url(conf)
     try:
         return om.get_rpc_transport(conf, url=url, allowed_remote_exmods=ALLOWED_EXMODS)

@@ -1,0 +1,28 @@
+"""novanet-metadata: the metadata API behind the controller's 169.254.169.254 DNAT."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # `import eventlet` warns on every start that it is in bugfix-only mode.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    from novanet.exception import NovanetError
+    from novanet.service import green
+
+    try:
+        green.monkey_patch()  # first: locks and sockets made before it would not be green
+    except NovanetError as exc:
+        sys.stderr.write(f"novanet-metadata: error: {exc}\n")
+        return exc.exit_code
+    from novanet.metadata.daemon import build
+    from novanet.service.daemon import run
+
+    return run("novanet-metadata", "EC2/OpenStack metadata service for instances", build, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
