@@ -52,6 +52,16 @@ class Namespace:
     def popen(self, cmd: Sequence[str], **kw: object) -> subprocess.Popen[str]:
         return subprocess.Popen(["ip", "netns", "exec", self.name, *cmd], text=True, **kw)  # type: ignore[call-overload]
 
+    def popen_shared(self, cmd: Sequence[str], **kw: object) -> subprocess.Popen[str]:
+        """Like popen, but with the machine's mount view (``nsenter --net``).
+
+        ``ip netns exec`` gives the program a private mount namespace, so the
+        network namespaces *it* creates (a compute agent's instance
+        namespaces) would be invisible to everybody else.
+        """
+        argv = ["nsenter", f"--net=/run/netns/{self.name}", *cmd]
+        return subprocess.Popen(argv, text=True, **kw)  # type: ignore[call-overload]
+
     def pids(self) -> list[int]:
         out = _ip("netns", "pids", self.name, check=False).stdout
         return [int(p) for p in out.split()]
