@@ -23,6 +23,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, busy_timeout=busy_timeout)
         self.max_retries = max_retries
+        # monotonic deadline until which fixed-IP allocation spreads over its
+        # candidates because this process recently lost a race (ipam.pool)
+        self.contention_until = 0.0
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> Database:
