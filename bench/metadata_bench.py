@@ -218,9 +218,10 @@ def _machine() -> str:
     )
 
 
-def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "client":
-        mode, concurrency, duration = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "client":
+        mode, concurrency, duration = argv[1], int(argv[2]), float(argv[3])
         json.dump(asyncio.run(_client(mode, concurrency, duration)), sys.stdout)
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -228,7 +229,7 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=250, help="instances in the database")
     parser.add_argument("--cache-ttl", type=float, action="append",
                         help="metadata_cache_ttl values to compare (default: 0 and 1)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("needs root (network namespaces)")
     rows = []
