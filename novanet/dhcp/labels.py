@@ -1,0 +1,48 @@
+"""DNS labels for instance hostnames.
+
+The hostname of an instance is what a user typed as its display name. It ends
+up in dnsmasq's hostsfile (``MAC,NAME.DOMAIN,IP``), where a comma starts a new
+field, a newline a new entry and ``#`` a comment, and in DHCP option 12 and
+DNS answers. :func:`dns_label` turns any text into one RFC 1123 label, so
+nothing a user types can add a line, a field or a tag to that file.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+MAX_LABEL = 63
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_NOT_ALLOWED = re.compile(r"[^a-z0-9]+")
+
+
+def is_dns_label(text: str) -> bool:
+    """True if ``text`` is one lower-case RFC 1123 label (a-z, 0-9, inner '-', 1..63)."""
+    return bool(_LABEL.fullmatch(text))
+
+
+def dns_label(display_name: str, fallback: str) -> str:
+    """Make ``display_name`` a valid DNS label, or return ``fallback``.
+
+    Non-ASCII letters are transliterated where Unicode NFKD decomposes them
+    (``é`` -> ``e``), other non-ASCII characters are dropped; every run of
+    characters outside ``a-z0-9`` (spaces, commas, dots, ``_``, ``#``, ``/``,
+    newlines...) becomes one ``-``; the result is cut to 63 characters and has
+    no leading or trailing ``-``. If nothing is left, ``fallback`` (e.g.
+    ``instance-00000001``) is used; it must itself be a valid label.
+
+    :raises ValueError: the fallback is needed and is not a valid label
+    """
+    ascii_text = (
+        unicodedata.normalize("NFKD", display_name or "").encode("ascii", "ignore").decode("ascii")
+    )
+    label = _NOT_ALLOWED.sub("-", ascii_text.lower()).strip("-")
+    # Cut after collapsing, then strip again: the cut may end on a '-'.
+    label = label[:MAX_LABEL].strip("-")
+    if label:
+        return label
+    if not is_dns_label(fallback):
+        raise ValueError(f"fallback hostname {fallback!r} is not a valid DNS label")
+    return fallback
