@@ -1,14 +1,21 @@
-"""``novanet-lab``: build the seed's datacenter in namespaces and use it.
+"""``novanet-lab``: the seed's datacenter in namespaces, with novanet running in it.
 
-    novanet-lab up [--name LAB]
-    novanet-lab exec [--name LAB] NODE [CMD...]     (no CMD: a shell)
-    novanet-lab status [--name LAB] [--format json]
-    novanet-lab logs [--name LAB] [NODE] [-n LINES]
-    novanet-lab down [--name LAB | --all]
+    novanet-lab demo [--keep]                  the seed article, replayed and checked
+    novanet-lab up [--bare] [--set FLAG=VALUE]  build the lab and start novanet in it
+    novanet-lab start                          start novanet in a lab built with --bare
+    novanet-lab boot NAME --host HOST [--mac MAC]
+    novanet-lab delete NAME
+    novanet-lab ping SRC DST                   SRC/DST: node, instance or address
+    novanet-lab exec NODE [CMD...]             (no CMD: a shell)
+    novanet-lab restart NODE DAEMON            network, metadata or compute
+    novanet-lab status [--format json]
+    novanet-lab logs [NODE] [-n LINES]
+    novanet-lab down [--all]
 
-The default lab name is $NOVANET_LAB_NAME, else ``lab``. NODE is one of
-controller-1, compute-1, compute-2, gateway, or ``fabric`` (the namespace
-holding the segment bridges br-mgmt and br-vm, handy for tcpdump).
+Every command takes ``--name LAB`` (default $NOVANET_LAB_NAME, else
+``lab``). NODE is one of controller-1, compute-1, compute-2, gateway, or
+``fabric`` (the namespace holding the segment bridges br-mgmt and br-vm,
+handy for tcpdump).
 """
 
 from __future__ import annotations
@@ -17,15 +24,13 @@ import argparse
 import collections
 import json
 import os
-import socket
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from novanet import exception
+from novanet.lab import commands, mounts
 from novanet.lab import lab as lab_mod
-from novanet.lab import mounts
 
 DEFAULT_NAME_ENV = "NOVANET_LAB_NAME"
 
@@ -37,7 +42,9 @@ def _default_name() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="novanet-lab",
-        description="The seed's FlatDHCP datacenter in network namespaces.",
+        description="The seed's FlatDHCP datacenter in network namespaces, running novanet.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Start with: novanet-lab demo",
     )
     parser.add_argument(
         "--base-dir",
@@ -50,8 +57,59 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--name", default=_default_name(), help="lab name (default %(default)s)")
         return p
 
-    up = named("up", "build a lab: namespaces, segments, node mount views, RabbitMQ relay")
+    def flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="FLAG=VALUE",
+            help="add a flag to every node's nova.conf (e.g. allow_same_net_traffic=false)",
+        )
+
+    def metadata(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--no-metadata",
+            dest="metadata",
+            action="store_const",
+            const=False,
+            default=None,
+            help="do not start novanet-metadata (default: start it when installed)",
+        )
+
+    demo = named("demo", "the seed article, replayed in a new lab and checked; then removed")
+    demo.add_argument("--keep", action="store_true", help="keep the lab to explore it")
+    demo.add_argument("-v", "--verbose", action="store_true", help="show matching listings too")
+    flags(demo)
+
+    up = named("up", "build a lab and start novanet in it (db sync, network create, daemons)")
     up.add_argument("--broker-port", type=int, default=5672, help="RabbitMQ port on 127.0.0.1")
+    up.add_argument("--bare", action="store_true", help="only the namespaces and wires")
+    flags(up)
+    metadata(up)
+
+    start = named("start", "start novanet in a lab built with up --bare")
+    metadata(start)
+
+    boot = named("boot", "create an instance (netns VIF) and run its guest's DHCP client")
+    boot.add_argument("instance", metavar="NAME")
+    boot.add_argument("--host", required=True, help="compute-1 or compute-2")
+    boot.add_argument("--mac", help="the instance's MAC (default: fa:16:3e:xx:xx:xx)")
+
+    delete = named("delete", "delete an instance (its guest's DHCP client first)")
+    delete.add_argument("instance", metavar="NAME")
+
+    ping = named("ping", "ping from a node or instance to an address, node or instance")
+    ping.add_argument("source", metavar="SRC")
+    ping.add_argument("destination", metavar="DST")
+    ping.add_argument("-c", "--count", type=int, default=3)
+    ping.add_argument(
+        "--busybox",
+        action="store_true",
+        help="use busybox ping (it prints 'sendto: Operation not permitted'; iputils is silent)",
+    )
+
+    restart = named("restart", "restart a novanet daemon and wait until it serves again")
+    restart.add_argument("node")
+    restart.add_argument("daemon", choices=("network", "metadata", "compute"))
 
     down = named("down", "remove everything a lab made (idempotent, works after a crash)")
     down.add_argument("--all", action="store_true", help="remove every lab on this machine")
@@ -60,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("node")
     run.add_argument("cmd", nargs=argparse.REMAINDER)
 
-    status = named("status", "show nodes, addresses, instance namespaces, processes")
+    status = named("status", "show nodes, addresses, daemons, instances")
     status.add_argument("--format", choices=("text", "json"), default="text")
 
     logs = named("logs", "print the lab's log files (the lab's own and every node's)")
@@ -69,29 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise exception.NovanetError("must run as root (network and mount namespaces)")
-
-
-def _up(lab: lab_mod.Lab, args: argparse.Namespace) -> int:
-    _require_root()
-    started = time.monotonic()
-    lab.up(broker_port=args.broker_port)
-    print(f"lab {lab.name} is up in {time.monotonic() - started:.2f} s ({lab.paths.lab_dir})")
-    for node in lab.topology.nodes:
-        print(f"  {node.name:<13} {lab.topology.netns(node.name):<28} {node.management_ip}")
-    ctl = lab.topology.controller
-    print(f"  RabbitMQ: {ctl.management_ip}:5672 (relay to 127.0.0.1:{args.broker_port})")
-    try:
-        socket.create_connection(("127.0.0.1", args.broker_port), timeout=1).close()
-    except OSError as exc:
-        print(f"novanet-lab: warning: no broker on 127.0.0.1:{args.broker_port}: {exc}")
-    return 0
-
-
 def _down(args: argparse.Namespace) -> int:
-    _require_root()
+    commands.require_root()
     names = lab_mod.all_lab_names(args.base_dir) if args.all else [args.name]
     for name in names:
         removed = lab_mod.Lab(name, args.base_dir).down()
@@ -100,7 +137,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _exec(lab: lab_mod.Lab, args: argparse.Namespace) -> int:
-    _require_root()
+    commands.require_root()
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if args.node != lab_mod.FABRIC and not mounts.is_mountpoint(lab.paths.mnt_file(args.node)):
         lab.prefix(args.node)  # raises NotFound for an unknown node
@@ -126,16 +163,27 @@ def _print_status(data: dict[str, Any]) -> None:
             addrs = " ".join(iface["ipv4"])
             print(f"  {iface['name']:<10} {iface['mac']}  {flags:<10}{master} {addrs}".rstrip())
         if node["instances"]:
-            print(f"  instances: {' '.join(node['instances'])}")
+            print(f"  instance namespaces: {' '.join(node['instances'])}")
         for proc in node["processes"]:
             _print_process(proc)
     for proc in data["lab_processes"]:
         _print_process(proc, where="lab ")
+    commands.print_novanet_status(data["novanet"])
 
 
 def _print_process(proc: dict[str, Any], where: str = "") -> None:
     alive = "running" if proc["running"] else "NOT RUNNING"
     print(f"  {where}process {proc['name']} pid {proc['pid']} {alive}: {' '.join(proc['argv'])}")
+
+
+def _status(lab: lab_mod.Lab, args: argparse.Namespace) -> int:
+    data = lab.status()
+    data["novanet"] = commands.novanet_status(lab)
+    if args.format == "json":
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        _print_status(data)
+    return 0
 
 
 def _logs(lab: lab_mod.Lab, args: argparse.Namespace) -> int:
@@ -147,6 +195,24 @@ def _logs(lab: lab_mod.Lab, args: argparse.Namespace) -> int:
     return 0
 
 
+Handler = Callable[[lab_mod.Lab, argparse.Namespace], int]
+# Commands that need an existing lab are checked for it first.
+EXISTING: dict[str, Handler] = {
+    "status": _status,
+    "logs": _logs,
+}
+ANY: dict[str, Handler] = {
+    "demo": commands.run_demo,
+    "up": commands.up,
+    "start": commands.start,
+    "boot": commands.boot,
+    "delete": commands.delete,
+    "ping": commands.ping,
+    "restart": commands.restart,
+    "exec": _exec,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -154,20 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "down":
             return _down(args)
         lab = lab_mod.Lab(args.name, args.base_dir)
-        if args.command == "up":
-            return _up(lab, args)
-        if args.command == "exec":
-            return _exec(lab, args)
+        if args.command in ANY:
+            return ANY[args.command](lab, args)
         if not lab.exists():
             raise exception.NotFound(f"no lab {lab.name} (under {lab.base})")
-        if args.command == "status":
-            data = lab.status()
-            if args.format == "json":
-                print(json.dumps(data, indent=2))
-            else:
-                _print_status(data)
-            return 0
-        return _logs(lab, args)
+        return EXISTING[args.command](lab, args)
+    except KeyboardInterrupt:
+        return 130
     except exception.NovanetError as exc:
         print(f"novanet-lab: error: {exc}", file=sys.stderr)
         return exc.exit_code

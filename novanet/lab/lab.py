@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from novanet import exception
-from novanet.lab import fabric, guest, mounts, nodeconf, procs, relay, state
+from novanet.lab import broker, fabric, guest, mounts, nodeconf, procs, relay, state
 from novanet.lab.topology import Topology, lab_id_for, seed_topology
 from novanet.linux import processutils
 
@@ -59,8 +59,24 @@ class Lab:
             fabric.netns_exists(ns) for ns in self.topology.all_netns()
         )
 
-    def up(self, broker_port: int = relay.AMQP_PORT) -> None:
-        """Build the lab; on any failure remove what was made and re-raise."""
+    @property
+    def vhost(self) -> str:
+        """The lab's RabbitMQ virtual host (every node's nova.conf names it)."""
+        return broker.vhost_for(self.lab_id)
+
+    def up(
+        self,
+        broker_port: int = relay.AMQP_PORT,
+        *,
+        vhost: bool = True,
+        conf_extra: Mapping[str, str] | None = None,
+    ) -> None:
+        """Build the lab; on any failure remove what was made and re-raise.
+
+        :param vhost: create the lab's RabbitMQ vhost (the daemons need it;
+            a lab used only for its wires can skip the 1 s it costs)
+        :param conf_extra: flags added to (or overriding) every node's nova.conf
+        """
         os.makedirs(self.base, exist_ok=True)
         if any(fabric.netns_exists(ns) for ns in self.topology.all_netns()):
             raise exception.Conflict(
@@ -72,18 +88,31 @@ class Lab:
             raise exception.Conflict(
                 f"lab {self.name} exists (run: novanet-lab down --name {self.name})"
             ) from None
-        record = state.LabRecord(lab_id=self.lab_id, name=self.name, base=self.base)
+        record = state.LabRecord(
+            lab_id=self.lab_id,
+            name=self.name,
+            base=self.base,
+            vhost=self.vhost if vhost else None,
+            broker_port=broker_port,
+        )
         state.save_lab(self.paths, record)  # first, so that down finds a half-built lab
         try:
-            self._build(broker_port)
+            if vhost:
+                broker.create_vhost(self.vhost)
+            self._build(broker_port, conf_extra)
         except BaseException:
             LOG.exception("building lab %s failed; removing it", self.name)
-            self.down()
+            try:
+                self.down()
+            except exception.NovanetError as exc:
+                # Keep the original error; what is left is listed, and the
+                # lab's directory stays so that a later `down` finishes the job.
+                LOG.error("%s", exc)
             raise
         record.ready = True
         state.save_lab(self.paths, record)
 
-    def _build(self, broker_port: int) -> None:
+    def _build(self, broker_port: int, conf_extra: Mapping[str, str] | None) -> None:
         mounts.make_private_dir(self.paths.ns_dir)
         fabric.build(self.topology)
         for node in self.topology.nodes:
@@ -97,9 +126,15 @@ class Lab:
                 self.base,
             )
             if node.runs_novanet:
-                self.write_nova_conf(node.name)
+                self.write_nova_conf(node.name, conf_extra)
         guest.install_script(self.paths)
         relay.start(self.launcher, self.paths, self.topology, broker_port=broker_port)
+
+    @property
+    def broker_port(self) -> int:
+        """Port of the machine's broker the lab relays to (127.0.0.1)."""
+        record = state.load_lab(self.paths)
+        return record.broker_port if record else relay.AMQP_PORT
 
     def write_nova_conf(self, node: str, extra: Mapping[str, str] | None = None) -> str:
         """(Re)write a node's nova.conf; ``extra`` adds or overrides flags."""
@@ -226,11 +261,21 @@ class Lab:
 
     # -- removing it -------------------------------------------------------------
 
-    def down(self, timeout: float = 5.0) -> list[str]:
-        """Remove everything the lab made; idempotent. Returns what was removed."""
+    def down(self, timeout: float = 1.0) -> list[str]:
+        """Remove everything the lab made; idempotent. Returns what was removed.
+
+        Processes get SIGTERM and, ``timeout`` seconds later, SIGKILL: their
+        namespaces go next, so a graceful stop would buy nothing (a novanet
+        daemon takes about 5 s to stop gracefully).
+        """
         removed: list[str] = []
         errors: list[str] = []
         nodes = [n.name for n in self.topology.nodes]
+        record = state.load_lab(self.paths)
+        # The directory is made first and removed last: without it nothing
+        # else of the lab (vhost included) can exist. An unreadable record
+        # says nothing, so the vhost is deleted to be sure.
+        had_vhost = os.path.isdir(self.paths.lab_dir) and (record is None or bool(record.vhost))
 
         # A spawn helper orphaned by a crashed `up` could still start a
         # program after we looked: stop helpers first, then read pid files.
@@ -284,6 +329,17 @@ class Lab:
                 removed.append(f"mount {self.paths.ns_dir}")
         except exception.ProcessExecutionError as exc:
             errors.append(str(exc))
+        if had_vhost:
+            # After the processes: deleting a vhost closes its connections.
+            # A killed `up` can leave its rabbitmqctl add_vhost running (an
+            # orphan that would create the vhost after we deleted it): wait.
+            for action in ("add_vhost", "set_permissions"):
+                procs.wait_gone(procs.processes_with_args(action, self.vhost), timeout=30)
+            try:
+                if broker.delete_vhost(self.vhost):
+                    removed.append(f"vhost {self.vhost}")
+            except exception.NovanetError as exc:
+                errors.append(str(exc))
         for ns in self.topology.all_netns():
             try:
                 if fabric.remove_netns(ns):

@@ -139,6 +139,37 @@ def processes_mentioning(text: str) -> list[tuple[int, int]]:
     return found
 
 
+def processes_with_args(*args: str) -> list[tuple[int, int]]:
+    """(pid, starttime) of live processes having every one of ``args`` as a whole argument."""
+    wanted = {a.encode() for a in args}
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if not wanted <= set(handle.read().split(b"\0")):
+                    continue
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        stat = proc_stat(int(entry))
+        if stat and stat[0] not in ("Z", "X"):
+            found.append((int(entry), stat[2]))
+    return found
+
+
+def wait_gone(targets: Iterable[tuple[int, int]], timeout: float) -> bool:
+    """Wait until none of ``targets`` runs any more; False on timeout."""
+    targets = list(targets)
+    deadline = time.monotonic() + timeout
+    while any(is_running(pid, st) for pid, st in targets):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class Launcher:
     """Starts and stops a lab's long-running programs.
 

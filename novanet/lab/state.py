@@ -20,6 +20,8 @@ import os
 import time
 from collections.abc import Iterator
 
+from novanet.lab.broker import vhost_for
+
 DEFAULT_BASE = "/run/novanet-lab"
 BASE_ENV = "NOVANET_LAB_DIR"
 STATE_VERSION = 1
@@ -93,6 +95,9 @@ class LabRecord:
     creator_pid: int = dataclasses.field(default_factory=os.getpid)
     ready: bool = False
     version: int = STATE_VERSION
+    # The RabbitMQ vhost, recorded before it is created (None: the lab made none).
+    vhost: str | None = None
+    broker_port: int = 5672  # the machine's broker, on 127.0.0.1
 
 
 @dataclasses.dataclass
@@ -138,8 +143,11 @@ def load_lab(paths: LabPaths) -> LabRecord | None:
         return None
     except ValueError:
         # A crash between writes cannot leave a torn file (rename is atomic),
-        # but an operator's edit can: fall back to what the id alone gives.
-        return LabRecord(lab_id=paths.lab_id, name=paths.lab_id, base=paths.base)
+        # but an operator's edit can: fall back to what the id alone gives
+        # (and assume the vhost was made, so that down deletes it).
+        return LabRecord(
+            lab_id=paths.lab_id, name=paths.lab_id, base=paths.base, vhost=vhost_for(paths.lab_id)
+        )
     fields = {f.name for f in dataclasses.fields(LabRecord)}
     return LabRecord(**{k: v for k, v in data.items() if k in fields})
 

@@ -87,8 +87,11 @@ def _protocol(client_timeout: float) -> type:
                 super().handle_one_request()
                 finished = True
             if not finished:
-                LOG.debug("closing %s: no complete request within %.1f s",
-                          self.client_address, client_timeout)
+                LOG.debug(
+                    "closing %s: no complete request within %.1f s",
+                    self.client_address,
+                    client_timeout,
+                )
                 self.close_connection = 1
 
         def get_environ(self) -> dict[str, Any]:

@@ -61,7 +61,8 @@ def run(
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        LOG.info("received %s, stopping (bridges, rules and dnsmasq stay in place)", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        LOG.info("received %s, stopping (bridges, rules and dnsmasq stay in place)", name)
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -50,7 +50,7 @@ def lab_factory() -> Iterator[LabFactory]:
     def make() -> lab_mod.Lab:
         lab = lab_mod.Lab(unique_lab_name(), base)
         made.append(lab)
-        lab.up()
+        lab.up(vhost=False)  # wires only: no daemon here needs the lab's RabbitMQ vhost
         return lab
 
     try:
@@ -228,7 +228,7 @@ def test_cli_up_exec_status_down(tmp_path: os.PathLike[str]) -> None:
         return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=60)
 
     try:
-        up = call("up", "--name", name)
+        up = call("up", "--bare", "--name", name)
         assert up.returncode == 0, up.stderr
         again = call("up", "--name", name)
         assert again.returncode == 1 and "exists" in again.stderr
@@ -249,7 +249,7 @@ def test_cli_up_exec_status_down(tmp_path: os.PathLike[str]) -> None:
         assert "192.168.56.200/24" in text and "amqp-relay" in text
         logs = call("logs", "--name", name)
         assert logs.returncode == 0 and "amqp-relay.log" in logs.stdout
-        other = call("up", "--name", name + "b")
+        other = call("up", "--bare", "--name", name + "b")
         assert other.returncode == 0, other.stderr
     finally:
         down = call("down", "--all")

@@ -213,6 +213,11 @@ def test_down_after_up_was_killed(delay: float) -> None:
         proc.wait()
         lab.down()
     assert_no_leftovers(lab)
+    # `up` may have died inside rabbitmqctl add_vhost: down waited for it and deleted the vhost.
+    vhosts = subprocess.run(
+        ["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert lab.vhost not in vhosts
 
 
 def test_guest_dhcp_from_plain_dnsmasq(lab: lab_mod.Lab) -> None:

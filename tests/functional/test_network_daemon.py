@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid as uuidlib
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from novanet.db import instances
 from novanet.db.api import Database
 from novanet.ipam import queries
 from tests.lib.broker import Relay
-from tests.lib.netns import Namespace, create, veth_between
+from tests.lib.netns import create, veth_between
 from tests.lib.paths import SEED, world_readable_dir
 
 pytestmark = [pytest.mark.root, pytest.mark.rabbit]

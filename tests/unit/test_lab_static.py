@@ -56,21 +56,23 @@ def test_nova_conf_for_controller_and_compute() -> None:
     topo = seed_topology("demo")
     paths = state.LabPaths("/run/novanet-lab", "demo")
     assert nodeconf.render_nova_conf(topo, "controller-1", paths) == (
-        "# nova.conf of controller-1 in novanet-lab demo (generated)\n"
-        "--my_ip=192.168.56.200\n"
-        "--host=controller-1\n"
         "--public_interface=eth1\n"
+        "--fixed_range=10.0.0.0/24\n"
         "--flat_interface=eth2\n"
         "--flat_network_bridge=br100\n"
-        "--fixed_range=10.0.0.0/24\n"
-        "--dmz_cidr=10.128.0.0/24\n"
         "--network_manager=nova.network.manager.FlatDHCPManager\n"
+        "# the rest: controller-1 in novanet-lab demo (generated)\n"
+        "--my_ip=192.168.56.200\n"
+        "--host=controller-1\n"
+        "--dmz_cidr=10.128.0.0/24\n"
         "--state_path=/run/novanet-lab/demo/controller-1\n"
         "--sql_connection=sqlite:////run/novanet-lab/demo/controller-1/novanet.sqlite\n"
         "--rabbit_host=192.168.56.200\n"
+        "--rabbit_virtual_host=nl-demo\n"
         "--iptables_check_interval=2\n"
         "--dnsmasq_check_interval=2\n"
         "--report_interval=2\n"
+        "--service_down_time=10\n"
     )
     compute = nodeconf.nova_conf_flags(topo, "compute-2", paths, {"report_interval": "5"})
     assert "sql_connection" not in compute

@@ -1,0 +1,147 @@
+"""Memory benchmark: each daemon's resident set with 5,000 instances (root).
+
+Run: sudo .venv/bin/python -m bench.memory_bench [--instances 5000]
+
+- novanet-network: a controller namespace like the seed's, a /16 network with
+  N allocated instances in SQLite, the daemon started and serving (dnsmasq
+  holding N hosts), then 50 more instances allocated over RPC; RSS read from
+  /proc/PID/status (VmRSS and the peak VmHWM).
+- novanet-compute: a compute namespace whose controller (this benchmark, over
+  the real RabbitMQ) lists N instances with tap VIFs: the agent plugs N tap
+  devices and installs N chains; RSS once it serves RPC.
+
+Goal: at most 100 MB each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+from bench.common import machine, table, verdict
+from novanet.db import instances
+from novanet.ipam import pool
+from novanet.rpc.objects import InstanceNetwork
+
+BIN = Path(sys.executable).parent
+
+
+def rss(pid: int) -> tuple[float, float]:
+    values = {}
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def _wait(predicate, what: str, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout} s")
+        time.sleep(0.2)
+
+
+def network_daemon(count: int, vhost) -> list[object]:  # type: ignore[no-untyped-def]
+    from tests.functional.test_network_daemon import Controller
+    from tests.lib.paths import world_readable_dir
+
+    workdir = world_readable_dir("membench")
+    ctl = Controller(workdir, vhost)
+    try:
+        ctl.manage("network", "delete", "--fixed_range", "10.0.0.0/24")
+        ctl.manage("network", "create", "--label", "big", "--fixed_range_v4", "10.0.0.0/16",
+                   "--bridge", "br100", "--bridge_interface", "eth2")
+        (net_id,) = [n.id for n in __import__("novanet.ipam.networks", fromlist=["x"]).list_networks(ctl.db)]
+        for i in range(count):
+            inst = instances.create_instance(ctl.db, display_name=f"vm{i}", hostname=f"vm{i}", host="compute-1", vif_type="tap")
+            pool.allocate_for_instance(ctl.db, network_id=net_id, instance_uuid=inst.uuid)
+        ctl.start()
+        pid = ctl.proc.pid  # ip netns exec execs the daemon in place
+        _wait(lambda: (ctl.state / "networks" / "nova-br100.conf").read_text().count("\n") >= count, "hostsfile", 60)
+        idle = rss(pid)
+        from tests.functional.test_network_daemon import _rpc
+
+        transport, api = _rpc(vhost)
+        try:
+            for i in range(50):
+                inst = instances.create_instance(ctl.db, display_name=f"new{i}", hostname=f"new{i}", host="compute-1", vif_type="tap")
+                api.allocate_for_instance(instance_uuid=inst.uuid)
+        finally:
+            transport.cleanup()
+        busy = rss(pid)
+        return ["novanet-network", count, f"{idle[0]:.0f}", f"{busy[0]:.0f}", f"{busy[1]:.0f}", verdict(busy[1] <= 100)]
+    finally:
+        ctl.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def compute_agent(count: int, vhost, transport) -> list[object]:  # type: ignore[no-untyped-def]
+    from tests.functional.test_compute_agent import Host
+    from tests.lib.paths import world_readable_dir
+
+    workdir = world_readable_dir("membench-cmp")
+    host = Host(workdir, vhost, transport)
+    try:
+        host.controller.instances = [
+            InstanceNetwork(
+                id=n, uuid=str(uuidlib.UUID(int=n)), name=f"instance-{n:08x}", display_name=f"vm{n}",
+                host="compute-1", vif_type="tap", mac=f"fa:16:3e:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}",
+                address=f"10.0.{n >> 8 & 255}.{n & 255}", cidr="10.0.0.0/16", dhcp_server="10.0.0.1", bridge="br100",
+            )
+            for n in range(2, count + 2)
+        ]
+        started = time.monotonic()
+        host.start()
+        _wait(lambda: "serving RPC" in host.log.read_text(), "the agent", 1800)
+        elapsed = time.monotonic() - started
+        now, peak = rss(host.proc.pid)
+        return ["novanet-compute", count, f"{now:.0f}", f"{now:.0f}", f"{peak:.0f}", verdict(peak <= 100), f"first sync {elapsed:.0f} s"]
+    finally:
+        host.destroy()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=5000)
+    parser.add_argument("--quick", action="store_true", help="500 instances")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        parser.error("needs root (network namespaces)")
+    count = 500 if args.quick else args.instances
+    from novanet import conf as novanet_conf
+    from novanet.rpc import transport as rpc
+    from tests.lib.broker import Vhost
+
+    vhost = Vhost(f"novanet-bench-{os.getpid()}")
+    conf = novanet_conf.new_conf()
+    conf([])
+    rpc.register_opts(conf)
+    conf.set_override("transport_url", vhost.url())
+    transport = rpc.get_transport(conf)
+    try:
+        rows = [network_daemon(count, vhost), compute_agent(count, vhost, transport)]
+    finally:
+        transport.cleanup()
+        vhost.delete()
+        subprocess.run(["true"])
+    for row in rows:
+        if len(row) < 7:
+            row.append("")
+    print(f"Machine: {machine()}.")
+    print()
+    print(table(["daemon", "instances", "RSS serving MB", "RSS after 50 more MB", "peak RSS MB", "goal <= 100 MB", "note"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""End-to-end helpers: the seed's whole topology with novanet's real daemons in it.
+
+Every module builds its own lab(s) under the functional tests' base
+directory with a name unique to the run (``t<pid>-<n>``: the session hook in
+tests/conftest.py removes leftovers of this run), and removes them at the
+end, also when a test fails. Waits poll their condition against a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from novanet.lab import lab as lab_mod
+from novanet.lab.cloud import Cloud
+from novanet.lab.instances import Booted
+from tests.functional.test_lab_fabric import TEST_BASE, unique_lab_name
+from tests.functional.test_lab_lifecycle import assert_no_leftovers as assert_no_lab_leftovers
+
+E2E = [pytest.mark.root, pytest.mark.rabbit, pytest.mark.slow]
+
+
+def require_e2e() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network and mount namespaces)")
+    for program in ("dnsmasq", "busybox", "iptables", "socat", "rabbitmqctl", "nsenter"):
+        if not shutil.which(program):
+            pytest.skip(f"needs {program}")
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        pytest.skip("needs RabbitMQ on 127.0.0.1:5672")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """The predicate's first true value, or None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def vhosts() -> list[str]:
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True, check=True
+    ).stdout
+    return [line.strip() for line in out.splitlines()[1:]]
+
+
+def assert_no_leftovers(lab: lab_mod.Lab) -> None:
+    """No namespace, mount, process, file or vhost of the lab is left."""
+    assert_no_lab_leftovers(lab)
+    assert lab.vhost not in vhosts()
+
+
+@contextlib.contextmanager
+def running_cloud(
+    conf_extra: Mapping[str, str] | None = None, metadata: bool | None = None
+) -> Iterator[Cloud]:
+    """A lab with novanet started in it; removed afterwards whatever happened."""
+    require_e2e()
+    lab = lab_mod.Lab(unique_lab_name(), TEST_BASE)
+    try:
+        lab.up(conf_extra=conf_extra)
+        cloud = Cloud.of(lab)
+        cloud.novanet.start(metadata=metadata)
+        yield cloud
+    finally:
+        lab.down()
+
+
+def boot_seed_instances(cloud: Cloud) -> tuple[Booted, Booted]:
+    """cirros on compute-1 with the article's MAC, a second instance on compute-2."""
+    cirros = cloud.instances.boot("cirros", "compute-1", "fa:16:3e:2c:e8:ec")
+    other = cloud.instances.boot("cirros-2", "compute-2")
+    return cirros, other
+
+
+def unique_rules(listing: list[str]) -> bool:
+    """No rule twice in one table (iptables -S output, or iptables-save's with ``*table`` lines)."""
+    seen: set[tuple[str, str]] = set()
+    table = "filter"
+    for line in listing:
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith("-A "):
+            if (table, line) in seen:
+                return False
+            seen.add((table, line))
+    return True
