@@ -66,15 +66,18 @@ dhcp_opts = [
         help="Networks with more allocated addresses than this get new hosts through "
         "a --dhcp-hostsdir file (read by dnsmasq with inotify, no reload) instead of "
         "a hostsfile rewrite and SIGHUP, which takes dnsmasq 0.25 s at 10,000 hosts "
-        "and 5 s at 50,000 while it answers no DHCP. 0 disables the hostsdir. "
-        "Smaller networks keep the seed's exact command line.",
+        "and 5 s at 50,000 while it answers no DHCP. A network keeps the hostsdir "
+        "until it falls below 90% of the threshold (switching restarts dnsmasq). "
+        "dnsmasq's cost per change also grows with the leases it holds. 0 disables "
+        "the hostsdir. Smaller networks keep the seed's exact command line.",
     ),
     cfg.FloatOpt(
         "dnsmasq_reload_delay",
         default=0.05,
         min=0,
-        help="Seconds to gather hostsfile changes before one reload of dnsmasq, so a "
-        "burst of allocations costs a few reloads instead of one each.",
+        help="An isolated change is applied to dnsmasq at once; changes arriving "
+        "within this many seconds of a reload are gathered into one more reload, "
+        "so a burst of allocations costs a few reloads instead of one each.",
     ),
     cfg.IntOpt(
         "dnsmasq_check_interval",
