@@ -100,8 +100,7 @@ def compute_agent(count: int, vhost, transport) -> list[object]:  # type: ignore
             for n in range(2, count + 2)
         ]
         started = time.monotonic()
-        host.start()
-        _wait(lambda: "serving RPC" in host.log.read_text(), "the agent", 1800)
+        host.start(timeout=1800)
         elapsed = time.monotonic() - started
         now, peak = rss(host.proc.pid)
         return ["novanet-compute", count, f"{now:.0f}", f"{now:.0f}", f"{peak:.0f}", verdict(peak <= 100), f"first sync {elapsed:.0f} s"]

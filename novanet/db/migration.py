@@ -63,16 +63,6 @@ def downgrade(engine: Engine, revision: str) -> None:
         command.downgrade(config, revision)
 
 
-def check_current(engine: Engine) -> None:
-    """Refuse to run against a database that is not at the code's schema."""
-    at = current(engine)
-    if at != head():
-        state = "empty" if at is None else f"at revision {at}"
-        raise NovanetError(
-            f"database schema is {state}, novanet needs {head()}: run 'novanet-manage db sync'"
-        )
-
-
 def sync(engine: Engine, revision: str = "head") -> None:
     """Move the schema to ``revision``: upgrade, or downgrade if it is behind."""
     script = ScriptDirectory(migrations_dir())

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from oslo_config import cfg
 
-from novanet.db import migration
+from novanet.db import schema
 from novanet.db.api import Database
 
 
@@ -21,7 +21,7 @@ class Context:
         if self._db is None:
             self._db = Database.from_conf(self.conf)
             if check_schema:
-                migration.check_current(self._db.engine)
+                schema.check_current(self._db.engine)
         return self._db
 
     def close(self) -> None:

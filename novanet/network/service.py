@@ -12,7 +12,7 @@ from typing import Any
 from oslo_config import cfg
 
 from novanet.conf.loader import Source
-from novanet.db import migration
+from novanet.db import schema
 from novanet.db.api import Database
 from novanet.dhcp.driver import DnsmasqDriver
 from novanet.linux.bridge import BridgeManager
@@ -55,7 +55,7 @@ class NetworkService:
         for path in (conf.state_path, conf.networks_path, conf.lock_path):
             os.makedirs(path, mode=0o755, exist_ok=True)
         self.db = Database.from_conf(conf)
-        migration.check_current(self.db.engine)
+        schema.check_current(self.db.engine)
         self.iptables = IptablesManager.from_conf(conf, "network")
         self.manager = NetworkManager(
             conf,

@@ -53,7 +53,12 @@ def monkey_patch() -> None:
 
     from novanet.linux import netlink
 
+    _limit_malloc_arenas()
     eventlet.monkey_patch()
+    # netlink calls are short and mostly serialised by our locks: a few native
+    # threads are enough, and each one costs memory (its malloc arena, the
+    # asyncio loop pyroute2 keeps per thread).
+    eventlet.tpool.set_num_threads(TPOOL_THREADS)
     try:
         eventlet.tpool.setup()
     except OSError as exc:
@@ -62,6 +67,27 @@ def monkey_patch() -> None:
             hint = " (the loopback interface must be up in this network namespace)"
         raise NovanetError(f"cannot start eventlet's thread pool: {exc.strerror}{hint}") from None
     netlink.set_default_executor(run_in_native_thread)
+
+
+TPOOL_THREADS = 4
+_M_ARENA_MAX = -8  # mallopt(3) parameter number
+
+
+def _limit_malloc_arenas() -> None:
+    """At most two glibc malloc arenas (the default is 8 per core, one per thread).
+
+    Native threads (eventlet's pool, pyroute2's loops) would each get an arena
+    that stays resident; daemons with many instances must stay small.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        try:
+            ctypes.CDLL(name).mallopt(_M_ARENA_MAX, 2)
+        except (OSError, AttributeError):
+            pass
 
 
 def run_in_native_thread(func: Callable[[], T]) -> T:

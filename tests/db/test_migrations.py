@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from novanet.db import migration
+from novanet.db import migration, schema
 from novanet.db.api import Database
 from novanet.db.models import Base
 
@@ -40,10 +40,18 @@ def test_check_current_refuses_unsynced_database(backend):
     db = Database(backend.fresh_url("unsynced"))
     try:
         try:
-            migration.check_current(db.engine)
+            schema.check_current(db.engine)
         except Exception as exc:  # noqa: BLE001
             assert "novanet-manage db sync" in str(exc)
         else:
             raise AssertionError("an empty database was accepted")
     finally:
         db.dispose()
+
+
+def test_schema_head_matches_the_newest_migration():
+    assert migration.head() == schema.HEAD
+
+
+def test_schema_current_agrees_with_alembic(db):
+    assert schema.current(db.engine) == migration.current(db.engine) == schema.HEAD

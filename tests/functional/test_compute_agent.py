@@ -115,14 +115,14 @@ class Host:
         )
         return conf
 
-    def start(self, allow_same_net: bool = True) -> None:
+    def start(self, allow_same_net: bool = True, timeout: float = 40) -> None:
         conf = self.write_conf(allow_same_net)
         mark = self.log.read_text().count("serving RPC") if self.log.exists() else 0
         self.proc = self.cmp.popen_shared(
             [str(BIN / "novanet-compute"), "--flagfile", str(conf)],
             stdout=open(self.log, "a"), stderr=subprocess.STDOUT,  # noqa: SIM115
         )
-        wait_for(lambda: self.log.read_text().count("serving RPC") > mark, "the agent to serve RPC", 40)
+        wait_for(lambda: self.log.read_text().count("serving RPC") > mark, "the agent to serve RPC", timeout)
 
     def stop(self) -> int:
         assert self.proc is not None
