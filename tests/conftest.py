@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,8 @@ LAB_TEST_BASE = "/run/novanet-lab-tests"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SKIPPED and session.exitstatus == 0:
+        session.exitstatus = 1
     if os.geteuid() != 0:
         return
     from novanet.lab import lab as lab_mod
@@ -68,3 +71,22 @@ def vhost() -> Iterator[object]:
         yield made
     finally:
         made.delete()
+
+
+# ./run test (and so CI) sets NOVANET_NO_SKIPS=1: a test that skips because
+# root, a server or a program is missing must fail the run instead of
+# letting it go green untested.
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and os.environ.get("NOVANET_NO_SKIPS") == "1":
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
+    if _SKIPPED:
+        write = terminalreporter.write_line
+        write(f"NOVANET_NO_SKIPS=1 and {len(_SKIPPED)} test(s) skipped: this run does not count")
+        for nodeid in _SKIPPED[:20]:
+            write(f"  skipped: {nodeid}")

@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 
 from novanet.rpc.objects import InstanceNetwork
-from tests.lib.broker import Relay
+from tests.lib.broker import Relay, transport
 from tests.lib.netns import create, veth_between
 from tests.lib.paths import world_readable_dir
+from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.rabbit]
 
@@ -62,15 +63,6 @@ class FakeController:
 
     def report_state(self, ctxt, host, binary, topic):  # type: ignore[no-untyped-def]
         self.heartbeats += 1
-
-
-def wait_for(predicate, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 class Host:
@@ -167,23 +159,16 @@ def host(vhost):
     taken = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     if "instance-0000000" in taken:
         pytest.skip("instance-0000000N namespaces exist on this machine (a lab?)")
-    from novanet import conf as novanet_conf
-    from novanet.rpc import transport as rpc
-
-    conf = novanet_conf.new_conf()
-    conf([])
-    rpc.register_opts(conf)
-    conf.set_override("transport_url", vhost.url())
-    transport = rpc.get_transport(conf)
+    made_transport = transport(vhost)
     workdir = world_readable_dir("cmp")
-    made = Host(workdir, vhost, transport)
+    made = Host(workdir, vhost, made_transport)
     try:
         made.controller.instances = [instance(1)]
         made.start()
         yield made
     finally:
         made.destroy()
-        transport.cleanup()
+        made_transport.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

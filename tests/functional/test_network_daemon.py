@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,25 +21,15 @@ import pytest
 from novanet.db import instances
 from novanet.db.api import Database
 from novanet.ipam import queries
-from tests.lib.broker import Relay
+from tests.lib.broker import Relay, transport
 from tests.lib.netns import create, veth_between
 from tests.lib.paths import SEED, world_readable_dir
+from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.rabbit]
 
 BIN = Path(sys.executable).parent
 MAC = "fa:16:3e:2c:e8:ec"
-
-
-def wait_for(predicate, what, timeout=15.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Controller:
@@ -158,16 +147,10 @@ def _seed(name: str) -> list[str]:
 
 
 def _rpc(vhost):
-    from novanet import conf as novanet_conf
-    from novanet.rpc import transport as rpc
     from novanet.rpc.network_api import NetworkAPI
 
-    conf = novanet_conf.new_conf()
-    conf([])
-    rpc.register_opts(conf)
-    conf.set_override("transport_url", vhost.url())
-    transport = rpc.get_transport(conf)
-    return transport, NetworkAPI(transport, timeout=20)
+    made = transport(vhost)
+    return made, NetworkAPI(made, timeout=20)
 
 
 def test_the_seed_controller(controller):

@@ -14,6 +14,7 @@ from novanet.network.endpoint import NetworkEndpoint
 from novanet.rpc import transport as rpc
 from novanet.rpc.compute_api import ComputeAPI
 from novanet.rpc.network_api import NetworkAPI
+from tests.lib import broker
 from tests.unit.compute.test_manager import CIRROS, make_agent
 
 pytestmark = pytest.mark.rabbit
@@ -21,11 +22,7 @@ pytestmark = pytest.mark.rabbit
 
 @pytest.fixture
 def transport(vhost):
-    conf = novanet_conf.new_conf()
-    conf([])
-    rpc.register_opts(conf)
-    conf.set_override("transport_url", vhost.url())
-    made = rpc.get_transport(conf)
+    made = broker.transport(vhost)
     yield made
     made.cleanup()
 

@@ -75,3 +75,15 @@ def _wait(predicate, what: str, timeout: float = 10) -> None:  # type: ignore[no
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready after {timeout} s")
         time.sleep(0.02)
+
+
+def transport(vhost: Vhost):  # type: ignore[no-untyped-def]
+    """An oslo.messaging transport on ``vhost`` from the root namespace (call cleanup())."""
+    from novanet import conf as novanet_conf
+    from novanet.rpc import transport as rpc
+
+    conf = novanet_conf.new_conf()
+    conf([])
+    rpc.register_opts(conf)
+    conf.set_override("transport_url", vhost.url())
+    return rpc.get_transport(conf)
