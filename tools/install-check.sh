@@ -23,7 +23,12 @@ if m network create --label bad --fixed_range_v4 10.0.0.0/33 2>"$work/err"; then
     echo "install-check: a bad CIDR was accepted" >&2; exit 1
 fi
 [ "$(wc -l < "$work/err")" = 1 ]
-for program in novanet-manage; do
+for program in novanet-manage novanet-network novanet-compute novanet-metadata novanet-lab; do
     "$work/venv/bin/$program" --help >/dev/null
 done
+# dnsmasq's script: "old" in the shell, everything else in Python
+"$work/venv/bin/novanet-dhcpbridge" old fa:16:3e:00:00:01 10.0.0.2
+if "$work/venv/bin/novanet-dhcpbridge" add garbage 10.0.0.2 2>/dev/null; then
+    echo "install-check: novanet-dhcpbridge accepted garbage" >&2; exit 1
+fi
 echo "install-check: ok (pip install . in a fresh venv, seed flow, bad input refused)"

@@ -113,7 +113,8 @@ def run(argv: list[str], environ: dict[str, str], out: object = sys.stdout) -> i
         try:
             reply = _direct(event, environ)
         except Exception as exc:  # noqa: BLE001 - dnsmasq only sees the exit code
-            sys.stderr.write(f"novanet-dhcpbridge: error: {exc}\n")
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [repr(exc)]
+            sys.stderr.write(f"novanet-dhcpbridge: error: {reason[0]}\n")
             return 1
     if not reply.get("ok"):
         sys.stderr.write(f"novanet-dhcpbridge: error: {reply.get('error', 'failed')}\n")

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from oslo_config import cfg
-from sqlalchemy.exc import SQLAlchemyError
 
 from novanet import conf as novanet_conf
 from novanet.conf import loader
@@ -83,11 +82,13 @@ def main(
         return _fail(str(exc), 2)
     except NovanetError as exc:
         return _fail(str(exc), exc.exit_code, args.debug)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        return _fail(f"database error: {reason}", 1, args.debug)
     except OSError as exc:
         return _fail(str(exc), 1, args.debug)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("sqlalchemy"):
+            raise
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return _fail(f"database error: {reason}", 1, args.debug)
     finally:
         if ctx is not None:
             ctx.close()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from oslo_config import cfg
 
-from novanet.db import schema
-from novanet.db.api import Database
+if TYPE_CHECKING:
+    from novanet.db.api import Database
 
 
 class Context:
@@ -19,6 +19,11 @@ class Context:
 
     def database(self, *, check_schema: bool = True) -> Database:
         if self._db is None:
+            # SQLAlchemy is imported only by commands that use the database:
+            # `instance create` talks to novanet-network and starts faster.
+            from novanet.db import schema
+            from novanet.db.api import Database
+
             self._db = Database.from_conf(self.conf)
             if check_schema:
                 schema.check_current(self._db.engine)

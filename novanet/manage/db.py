@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from novanet.db import migration
 from novanet.manage.context import Context
 
 
@@ -21,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def sync_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.db import migration
+
     db = ctx.database(check_schema=False)
     before = migration.current(db.engine)
     migration.sync(db.engine, args.revision)
@@ -30,6 +31,8 @@ def sync_cmd(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def version_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.db import migration
+
     db = ctx.database(check_schema=False)
     ctx.out.write(f"{migration.current(db.engine) or 'empty (run: novanet-manage db sync)'}\n")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from novanet.ipam import pool, queries
 from novanet.manage import common
 from novanet.manage.context import Context
 from novanet.manage.output import emit
@@ -36,12 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def list_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.ipam import queries
+
     rows = queries.list_fixed_ips(ctx.database(), host=args.host)
     emit(ctx.out, COLUMNS, [[getattr(r, c) for c in COLUMNS] for r in rows], common.fmt(args))
     return 0
 
 
 def reserve_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.ipam import pool
+
     common.require(args.address, "--address")
     address = pool.check_address(args.address)
     pool.set_reserved(ctx.database(), address, args.reserve)

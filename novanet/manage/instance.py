@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from novanet.db import instances
 from novanet.exception import UsageError
 from novanet.ipam.macs import normalize_mac
 from novanet.manage import common, rpcclient
@@ -43,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     register_lifecycle(actions)
 
 
-def describe(ctx: Context, inst: instances.InstanceRow) -> list[Any]:
+def describe(ctx: Context, inst: Any) -> list[Any]:
+    from novanet.db import instances
+
     ports = instances.ports_of(ctx.database(), inst.uuid)
     return [
         inst.id,
@@ -60,12 +61,16 @@ def describe(ctx: Context, inst: instances.InstanceRow) -> list[Any]:
 
 
 def list_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.db import instances
+
     rows = [describe(ctx, i) for i in instances.list_instances(ctx.database(), host=args.host)]
     emit(ctx.out, COLUMNS, rows, common.fmt(args))
     return 0
 
 
 def show_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.db import instances
+
     inst = instances.find_instance(ctx.database(), args.ref, ctx.conf.instance_name_template)
     values = describe(ctx, inst)
     fields = list(zip(COLUMNS, values, strict=True))
@@ -175,6 +180,8 @@ def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def delete_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.db import instances
+
     inst = instances.find_instance(ctx.database(), args.ref, ctx.conf.instance_name_template)
     with rpcclient.network_api(ctx.conf, ctx.conf.instance_create_timeout + 10) as api:
         result = api.delete_instance(instance_uuid=inst.uuid)

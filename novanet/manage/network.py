@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from novanet.ipam import networks, plan
 from novanet.manage import common, rpcclient
 from novanet.manage.context import Context
 from novanet.manage.output import emit
@@ -67,11 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     modify.set_defaults(func=modify_cmd)
 
 
-def _rows(nets: list[networks.NetworkRow]) -> list[list[object]]:
+def _rows(nets: list[Any]) -> list[list[object]]:
     return [[getattr(n, c) for c in COLUMNS] for n in nets]
 
 
 def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.ipam import networks, plan
+
     conf = ctx.conf
     common.require(args.label, "--label")
     cidr = args.fixed_range_v4 or conf.fixed_range
@@ -98,11 +100,15 @@ def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def list_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.ipam import networks
+
     emit(ctx.out, COLUMNS, _rows(networks.list_networks(ctx.database())), common.fmt(args))
     return 0
 
 
 def delete_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.ipam import networks
+
     db = ctx.database()
     net = networks.find_network(db, cidr=args.fixed_range, uuid=args.uuid)
     networks.delete_network(db, net)
@@ -112,6 +118,8 @@ def delete_cmd(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def modify_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.ipam import networks
+
     db = ctx.database()
     net = networks.find_network(db, cidr=args.fixed_range, uuid=args.uuid)
     changes = {key: getattr(args, key) for key in networks.MODIFIABLE}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from novanet.db import services
 from novanet.manage import common
 from novanet.manage.context import Context
 from novanet.manage.output import emit
@@ -21,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def list_cmd(ctx: Context, args: argparse.Namespace) -> int:
+    from novanet.db import services
+
     down_time = ctx.conf.service_down_time
     rows = [
         [

@@ -48,6 +48,11 @@ def monkey_patch() -> None:
 
     Idempotent. Raises NovanetError if eventlet's thread pool cannot start.
     """
+    import warnings
+
+    # eventlet warns on import that it is deprecated upstream: known (novanet
+    # keeps it inside this layer), and not something an operator can act on.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     import eventlet
     import eventlet.tpool
 

@@ -158,3 +158,41 @@ def test_socket_rejects_malformed_requests(setup, tmp_path):
     finally:
         server.stop()
     assert not _row(db, "10.0.0.2").leased
+
+
+def test_the_installed_script_answers_old_without_python(tmp_path):
+    """dnsmasq sends one `old` per lease at every SIGHUP: they must cost no Python start-up."""
+    import shutil
+    import time
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "novanet-dhcpbridge"
+    assert script.read_text().startswith("#!/bin/sh")
+    # a python that would fail loudly if the wrapper started it for `old`
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    shutil.copy(script, fake_bin / "novanet-dhcpbridge")
+    (fake_bin / "python3").write_text("#!/bin/sh\necho started python >&2\nexit 99\n")
+    (fake_bin / "python3").chmod(0o755)
+    started = time.monotonic()
+    for _ in range(50):
+        proc = subprocess.run([str(fake_bin / "novanet-dhcpbridge"), "old", "fa:16:3e:00:00:01", "10.0.0.2"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stderr == ""
+    assert time.monotonic() - started < 2.0
+    other = subprocess.run([str(fake_bin / "novanet-dhcpbridge"), "add", "fa:16:3e:00:00:01", "10.0.0.2"],
+                           capture_output=True, text=True)
+    assert other.returncode == 99 and "started python" in other.stderr
+
+
+def test_the_installed_script_runs_the_bridge(setup):
+    from pathlib import Path
+
+    db, *_ , env, _ = setup
+    script = Path(sys.executable).parent / "novanet-dhcpbridge"
+    proc = subprocess.run([str(script), "add", "fa:16:3e:2c:e8:ec", "10.0.0.2", "cirros"],
+                          env=env, capture_output=True, text=True, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert _row(db, "10.0.0.2").leased
+    bad = subprocess.run([str(script), "add", "garbage", "10.0.0.2"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1

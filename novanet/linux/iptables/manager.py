@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from oslo_config import cfg
 
+from novanet.exception import ProcessExecutionError
 from novanet.linux.iptables.model import IptablesTable
 from novanet.linux.iptables.names import WRAPPED_BUILTINS, Naming, jump_target
 from novanet.linux.iptables.parse import parse_save
@@ -254,17 +255,27 @@ class IptablesManager:
     def _sync_table(self, name: str, report: list[str]) -> tuple[int, list[str]]:
         """Read one table and converge it; returns (restores run, chains written)."""
         table, applied = self.ipv4[name], self._applied[name]
-        dump = parse_save(self.runner.save(name), name)
-        plan = plan_sync(
-            dump,
-            table.owned(),
-            table.shared(),
-            applied.shared,
-            self.naming,
-            table.builtins,
-            remove_stale=self._authoritative,
-        )
-        count = self._run_plan(plan, report)
+        for attempt in (1, 2):
+            dump = parse_save(self.runner.save(name), name)
+            plan = plan_sync(
+                dump,
+                table.owned(),
+                table.shared(),
+                applied.shared,
+                self.naming,
+                table.builtins,
+                remove_stale=self._authoritative,
+            )
+            try:
+                count = self._run_plan(plan, report)
+                break
+            except ProcessExecutionError:
+                # Another daemon sharing the table (novanet-network and
+                # novanet-metadata both create nova-filter-top) may have
+                # written between our read and our restore: read again once.
+                if attempt == 2:
+                    raise
+                LOG.info("iptables %s changed while we planned; reading it again", name)
         if len(self._verified) > _MAX_VERIFIED:
             self._verified.clear()
         for chain, rules in table.owned().items():

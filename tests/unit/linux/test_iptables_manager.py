@@ -391,3 +391,37 @@ def test_a_callers_pending_changes_are_applied_not_reported_as_repairs() -> None
     assert mgr.check_and_repair() != []  # the tampering is still reported
     assert fake.chain("nova-compute-inst-50") == ["-j DROP"]
     assert len(fake.chain("nova-compute-inst-9") or []) == 6
+
+
+def test_full_sync_survives_another_daemon_writing_in_between():
+    """novanet-network and novanet-metadata start together and both create nova-filter-top."""
+    from novanet.linux.fakes.iptables import FakeIptables
+    from novanet.linux.iptables.manager import IptablesManager
+
+    kernel = FakeIptables()
+    other = IptablesManager("api", kernel)
+
+    class Racing:
+        """Lets the other daemon sync right after our first read of each table."""
+
+        def __init__(self) -> None:
+            self.raced: set[str] = set()
+
+        def save(self, table: str) -> str:
+            text = kernel.save(table)
+            if table not in self.raced:
+                self.raced.add(table)
+                other.full_sync()
+            return text
+
+        def __getattr__(self, name: str):
+            return getattr(kernel, name)
+
+    ours = IptablesManager("network", Racing())
+    ours.ipv4["filter"].add_rule("INPUT", "-i br100 -p udp -m udp --dport 67 -j ACCEPT")
+    ours.full_sync()
+    listing = kernel.listing("filter")
+    assert listing.count("-N nova-filter-top") == 1
+    assert "-A nova-filter-top -j nova-network-local" in listing
+    assert "-A nova-filter-top -j nova-api-local" in listing
+    assert listing.index("-A FORWARD -j nova-network-FORWARD") < listing.index("-A FORWARD -j nova-api-FORWARD")
