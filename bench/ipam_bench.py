@@ -44,7 +44,19 @@ def _setup(url: str, cidr: str) -> int:
 
 
 def nova_allocate(db: Database, network_id: int, instance_uuid: str) -> str:
-    """nova-network's pre-Kilo allocation: lock the first free row, then update it."""
+    """nova-network's pre-Kilo allocation: lock the first free row, then update it.
+
+    nova retried a generated MAC that was taken (5 attempts); so does this.
+    """
+    for _ in range(5):
+        try:
+            return _nova_allocate_once(db, network_id, instance_uuid)
+        except sa.exc.IntegrityError:
+            continue
+    raise RuntimeError("no free MAC in 5 attempts")
+
+
+def _nova_allocate_once(db: Database, network_id: int, instance_uuid: str) -> str:
     with db.transaction() as conn:
         result = conn.execute(
             VIFS.insert().values(
@@ -90,6 +102,8 @@ def _worker(url: str, network_id: int, strategy: str, count: int, start, out) ->
                 got.append(nova_allocate(db, network_id, instance_uuid))
     except NoMoreFixedIps:
         pass
+    except Exception as exc:  # noqa: BLE001 - reported, never left hanging
+        print(f"worker failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     out.put((got, began, time.monotonic()))
     db.dispose()
 

@@ -172,7 +172,46 @@ def main(argv: list[str] | None = None) -> int:
             f"{res['nova']:.1f} | {res['nova'] / res['add']:.0f}x | {res['check']:.2f} | "
             f"{res['repair']:.0f} | {res['initial']:.0f} | {restart} |"
         )
+    _goals(rows)
     return 0
+
+
+def _goals(rows: list[tuple[str, int, dict[str, float]]]) -> None:
+    """Issue 6's goals for the largest size measured, nft, side by side with nova's way."""
+    from bench.common import machine, verdict
+
+    by = {(backend, size): res for backend, size, res in rows}
+    sizes = sorted({size for _, size, _ in rows})
+    if "nft" not in {backend for backend, _, _ in rows} or len(sizes) < 2:
+        return
+    small, big = by[("nft", sizes[0])], by[("nft", sizes[-1])]
+    print()
+    print(f"Machine: {machine()}; {_version()}. Medians of repeated runs, one namespace per size.")
+    print()
+    print(f"- add one instance at N = {sizes[-1]:,}, nft: {big['add']:.1f} ms "
+          f"(goal <= 30 ms: {verdict(big['add'] <= 30)})")
+    ratio = big["add"] / small["add"]
+    print(f"- ... vs N = {sizes[0]:,}: {ratio:.1f}x (goal <= 3x: {verdict(ratio <= 3)})")
+    speedup = big["nova"] / big["add"]
+    print(f"- ... vs nova's save + full restore at N = {sizes[-1]:,}: {speedup:.0f}x faster "
+          f"(goal >= 30x: {verdict(speedup >= 30)})")
+    if "restart" in big:
+        restart = (big["declare"] + big["restart"]) / 1000
+        print(f"- agent restart at N = {sizes[-1]:,} (declare + full_sync against a correct kernel): "
+              f"{restart:.2f} s (goal <= 3 s: {verdict(restart <= 3)}); nothing is written, so no "
+              "instance is unfiltered or cut off at any moment (tests/functional/test_compute_agent.py "
+              "pings through a restart)")
+    legacy = by.get(("legacy", sizes[-1]))
+    if legacy:
+        print(f"- iptables-legacy at N = {sizes[-1]:,}: add {legacy['add']:.0f} ms, "
+              f"{legacy['nova'] / legacy['add']:.0f}x faster than nova's way (legacy replaces "
+              "the whole table in the kernel on every commit, so each add costs O(rules))")
+
+
+def _version() -> str:
+    from bench.common import tool_version
+
+    return tool_version(["iptables", "--version"])
 
 
 if __name__ == "__main__":
