@@ -74,6 +74,7 @@ def _nova_allocate_once(db: Database, network_id: int, instance_uuid: str) -> st
             .where(FIXED_IPS.c.instance_uuid.is_(None))
             .where(FIXED_IPS.c.reserved.is_(False))
             .where(FIXED_IPS.c.leased.is_(False))
+            .where(FIXED_IPS.c.host.is_(None))
             .order_by(FIXED_IPS.c.updated_at, FIXED_IPS.c.id)
             .limit(1)
             .with_for_update()
@@ -197,9 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     out.append("")
     times = flat_cost(flat_total)
     first, last = times[0], times[-1]
+    head, tail = sorted(times[:5])[2], sorted(times[-5:])[2]
     out.append(f"**Flat cost along a /16, SQLite**: first 1,000 allocations {first * 1000:.0f} ms, "
                f"1,000 ending at the {flat_total:,}th {last * 1000:.0f} ms, ratio {last / first:.2f} "
-               f"(goal <= 1.5: {verdict(last / first <= 1.5)}); slowest batch {max(times) * 1000:.0f} ms.")
+               f"(goal <= 1.5: {verdict(last / first <= 1.5)}); median of the first five batches "
+               f"{head * 1000:.0f} ms, of the last five {tail * 1000:.0f} ms (ratio {tail / head:.2f}); "
+               f"slowest batch {max(times) * 1000:.0f} ms.")
+    out.append("")
+    out.append("Free addresses are found through `ix_fixed_ips_free` (migration 0002), a partial "
+               "index of the rows the pool may hand out in least recently used order (PostgreSQL "
+               "walks it; SQLite may take either index, both give the order; MariaDB, without "
+               "partial indexes, walks `ix_fixed_ips_pool`). Before it, PostgreSQL "
+               "sorted every free row of the network on each allocation (EXPLAIN ANALYZE: 25 ms "
+               "at 65,000 free rows; 26 allocations/s for one client, 83/s for eight).")
     print("\n".join(out))
     return 0
 

@@ -8,7 +8,9 @@ Run: sudo .venv/bin/python -m bench.memory_bench [--instances 5000]
   /proc/PID/status (VmRSS and the peak VmHWM).
 - novanet-compute: a compute namespace whose controller (this benchmark, over
   the real RabbitMQ) lists N instances with tap VIFs: the agent plugs N tap
-  devices and installs N chains; RSS once it serves RPC.
+  devices and installs N chains; RSS once it serves RPC. A Linux bridge takes
+  at most 1023 ports, so the taps are spread over bridges of 1,000
+  (br100, br101, ...).
 
 Goal: at most 100 MB each.
 """
@@ -29,6 +31,9 @@ from novanet.ipam import pool
 from novanet.rpc.objects import InstanceNetwork
 
 BIN = Path(sys.executable).parent
+# A Linux bridge holds at most 1023 ports (BR_MAX_PORTS - 1): one host with
+# 5,000 VIFs needs several bridges, as it would need several networks.
+PER_BRIDGE = 1000
 
 
 def rss(pid: int) -> tuple[float, float]:
@@ -87,14 +92,23 @@ def compute_agent(count: int, vhost, transport) -> list[object]:  # type: ignore
     from tests.functional.test_compute_agent import Host
     from tests.lib.paths import world_readable_dir
 
+    class SpreadHost(Host):
+        """No flat_interface: the instances are spread over several bridges (see below)."""
+
+        def write_conf(self, allow_same_net: bool = True) -> Path:
+            conf = super().write_conf(allow_same_net)
+            conf.write_text(conf.read_text().replace("--flat_interface=eth2\n", ""))
+            return conf
+
     workdir = world_readable_dir("membench-cmp")
-    host = Host(workdir, vhost, transport)
+    host = SpreadHost(workdir, vhost, transport)
     try:
         host.controller.instances = [
             InstanceNetwork(
                 id=n, uuid=str(uuidlib.UUID(int=n)), name=f"instance-{n:08x}", display_name=f"vm{n}",
                 host="compute-1", vif_type="tap", mac=f"fa:16:3e:{n >> 16 & 255:02x}:{n >> 8 & 255:02x}:{n & 255:02x}",
-                address=f"10.0.{n >> 8 & 255}.{n & 255}", cidr="10.0.0.0/16", dhcp_server="10.0.0.1", bridge="br100",
+                address=f"10.0.{n >> 8 & 255}.{n & 255}", cidr="10.0.0.0/16", dhcp_server="10.0.0.1",
+                bridge=f"br{100 + (n - 2) // PER_BRIDGE}",
             )
             for n in range(2, count + 2)
         ]
@@ -102,7 +116,7 @@ def compute_agent(count: int, vhost, transport) -> list[object]:  # type: ignore
         host.start(timeout=1800)
         elapsed = time.monotonic() - started
         now, peak = rss(host.proc.pid)
-        return ["novanet-compute", count, f"{now:.0f}", f"{now:.0f}", f"{peak:.0f}", verdict(peak <= 100), f"first sync {elapsed:.0f} s"]
+        return ["novanet-compute", count, f"{now:.0f}", f"{now:.0f}", f"{peak:.0f}", verdict(peak <= 100), f"first sync {elapsed:.0f} s, {(count + PER_BRIDGE - 1) // PER_BRIDGE} bridges"]
     finally:
         host.destroy()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -150,14 +150,23 @@ class ComputeManager:
                         LOG.info("iptables: %s", line)
             # Rules are in place: now devices may come up.
             present = {vif.mac: vif for vif in self.vifs.list()}
-            plugged = 0
+            plugged = failed = 0
             for inst in wanted:
                 vif = present.get(host_mac(inst.mac))
                 if vif is None or vif.bridge != inst.bridge or vif.vif_type != inst.vif_type:
-                    if vif is not None:
-                        self.vifs.unplug(vif.name, self._netns(inst))
-                    self._plug(inst)
-                    plugged += 1
+                    # One instance that cannot be plugged (a full bridge, a
+                    # device in the way) must not keep the others down; its
+                    # chain is in place and the next resync tries again.
+                    try:
+                        if vif is not None:
+                            self.vifs.unplug(vif.name, self._netns(inst))
+                        self._plug(inst)
+                        plugged += 1
+                    except NovanetError as exc:
+                        failed += 1
+                        LOG.error(
+                            "cannot plug %s (%s %s): %s", inst.name, inst.address, inst.mac, exc
+                        )
                 else:
                     self._instances[inst.uuid] = _with_devname(inst, vif.name)
             keep = {host_mac(inst.mac) for inst in wanted}
@@ -172,7 +181,10 @@ class ComputeManager:
             removed += self._remove_stale_namespaces({self._netns(i) for i in wanted} - {None})
             self._instances = {i.uuid: self._instances.get(i.uuid, i) for i in wanted}
             self._synced = True
-            return {"instances": len(wanted), "plugged": plugged, "removed": removed}
+            summary = {"instances": len(wanted), "plugged": plugged, "removed": removed}
+            if failed:
+                summary["failed"] = failed
+            return summary
 
     def _remove_stale_namespaces(self, keep: set[str | None]) -> int:
         removed = 0

@@ -88,7 +88,11 @@ class ComputeService:
                     "cannot get this host's instances from the controller: %s", _first_line(exc)
                 )
                 return False
-            summary = self.manager.resync(wanted)
+            try:
+                summary = self.manager.resync(wanted)
+            except Exception:  # noqa: BLE001 - logged; the caller retries
+                LOG.exception("resync failed")
+                return False
             LOG.info("resync: %s", ", ".join(f"{k} {v}" for k, v in summary.items()))
             return True
 

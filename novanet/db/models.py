@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import CursorResult
@@ -147,6 +149,34 @@ class Service(Base):
 
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
+
+
+def free_address(table: Table) -> ColumnElement[bool]:
+    """The rows the pool may hand out: unowned, not reserved, not leased, no host."""
+    return and_(
+        table.c.instance_uuid.is_(None),
+        table.c.reserved.is_(False),
+        table.c.leased.is_(False),
+        table.c.host.is_(None),
+    )
+
+
+# The allocation query's own index where the backend has partial indexes
+# (PostgreSQL, SQLite): only free rows, in the order they are handed out.
+# It shrinks as the pool fills, so the 60,000th allocation reads the same few
+# index entries as the first. Without it PostgreSQL did not treat
+# "instance_uuid IS NULL" as an equality and sorted every free row of the
+# network on each allocation (25 ms at 65,000 free rows). MariaDB has no
+# partial indexes and walks ix_fixed_ips_pool in order instead.
+_fixed_ips = _table(FixedIp)
+Index(
+    "ix_fixed_ips_free",
+    _fixed_ips.c.network_id,
+    _fixed_ips.c.updated_at,
+    _fixed_ips.c.id,
+    postgresql_where=free_address(_fixed_ips),
+    sqlite_where=free_address(_fixed_ips),
+).ddl_if(dialect=("postgresql", "sqlite"))  # type: ignore[arg-type]  # a tuple is documented
 
 
 # Core tables for the query modules (they use SQLAlchemy Core, not the ORM).

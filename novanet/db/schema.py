@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from novanet.exception import NovanetError
 
-HEAD = "0001"
+HEAD = "0002"
 
 
 def current(engine: Engine) -> str | None:

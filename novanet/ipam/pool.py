@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from novanet.db.api import Database
-from novanet.db.models import FIXED_IPS, NETWORKS, VIFS, inserted_id, utcnow
+from novanet.db.models import FIXED_IPS, NETWORKS, VIFS, free_address, inserted_id, utcnow
 from novanet.exception import Conflict, NoMoreFixedIps, NotFound, UsageError
 from novanet.ipam.macs import normalize_mac, random_mac
 
@@ -54,12 +54,7 @@ class Allocation:
 
 
 def _free() -> sa.ColumnElement[bool]:
-    return sa.and_(
-        FIXED_IPS.c.instance_uuid.is_(None),
-        FIXED_IPS.c.reserved.is_(False),
-        FIXED_IPS.c.leased.is_(False),
-        FIXED_IPS.c.host.is_(None),
-    )
+    return free_address(FIXED_IPS)
 
 
 # The hot path's statements are built once: composing them per call cost a

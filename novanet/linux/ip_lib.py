@@ -214,11 +214,16 @@ class IpLib:
             flags = {"no_pi": True, "one_queue": False, "vnet_hdr": False, "multi_queue": False}
             ipr.link("add", ifname=name, kind="tuntap", mode="tap", ifr=flags)
             index = rtnl.require_link(ipr, name)["index"]
-            if mac:
-                ipr.link("set", index=index, address=mac)
-            if bridge:
-                ipr.link("set", index=index, master=rtnl.require_link(ipr, bridge)["index"])
-                ipr.link("set", index=index, state="up")
+            try:
+                if mac:
+                    ipr.link("set", index=index, address=mac)
+                if bridge:
+                    ipr.link("set", index=index, master=rtnl.require_link(ipr, bridge)["index"])
+                    ipr.link("set", index=index, state="up")
+            except BaseException:
+                # a persistent tap outlives us: never leave a half-made one
+                ipr.link("del", index=index)
+                raise
 
         self._run(f"cannot create tap {name}", create)
 

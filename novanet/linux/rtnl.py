@@ -33,6 +33,11 @@ def where(netns: str | None) -> str:
     return f" in network namespace {netns}" if netns else ""
 
 
+# BR_MAX_PORTS in the kernel's net/bridge/br_private.h; port number 0 is
+# reserved, so a bridge holds 1023 ports.
+BR_MAX_PORTS = 1024
+
+
 def translate(exc: PyNetlinkError, what: str) -> NetlinkError:
     code = exc.code
     reason = os.strerror(code) if code else str(exc)
@@ -40,6 +45,13 @@ def translate(exc: PyNetlinkError, what: str) -> NetlinkError:
         return LinkNotFound(f"{what}: no such device", code)
     if code == errno.EEXIST:
         return AlreadyExists(f"{what}: {reason}", code)
+    if code == errno.EXFULL:
+        # the only "exchange full" rtnetlink gives: a port for a full bridge
+        return NetlinkError(
+            f"{what}: the bridge is full (a Linux bridge holds at most "
+            f"{BR_MAX_PORTS - 1} ports; spread instances over more networks or hosts)",
+            code,
+        )
     return NetlinkError(f"{what}: {reason} (errno {code})", code)
 
 

@@ -29,9 +29,27 @@ def test_upgrade_downgrade_upgrade(backend):
         db.dispose()
 
 
+def _for_this_backend(dialect: str):
+    """Leave out what the models only create on other backends (Index.ddl_if).
+
+    alembic compares every index of the metadata; ix_fixed_ips_free is a
+    partial index that exists on PostgreSQL and SQLite only.
+    """
+
+    def include(obj, name, type_, reflected, compare_to):  # noqa: ARG001 - alembic's hook
+        if type_ == "index" and not reflected and name == "ix_fixed_ips_free":
+            return dialect in ("postgresql", "sqlite")
+        return True
+
+    return include
+
+
 def test_models_match_migrations(db):
     with db.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn,
+            opts={"compare_type": True, "include_object": _for_this_backend(conn.dialect.name)},
+        )
         diff = compare_metadata(context, Base.metadata)
     assert diff == []
 

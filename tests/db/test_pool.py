@@ -158,3 +158,40 @@ def test_reserve_unreserve(db, net):
         pool.set_reserved(db, "10.0.0.1", False)
     pool.set_reserved(db, "10.0.0.2", False)
     assert not _view(db, "10.0.0.2").reserved
+
+
+def _plan(db, sql, params):
+    with db.engine.connect() as conn:
+        if db.backend == "postgresql":
+            # the table is tiny: make the planner show which index can give
+            # the order, instead of preferring a sequential scan
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET enable_sort = off")
+            rows = conn.exec_driver_sql("EXPLAIN " + sql, params).all()
+            return "\n".join(r[0] for r in rows)
+        if db.backend == "sqlite":
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all()
+            return "\n".join(r[-1] for r in rows)
+        rows = conn.exec_driver_sql("EXPLAIN " + sql, params).mappings().all()
+        return "\n".join(f"{r['key']} {r['Extra']}" for r in rows)
+
+
+def test_allocation_reads_free_rows_in_order_without_sorting(db):
+    """The candidate query walks an index in LRU order: no sort of the free rows.
+
+    (Before ix_fixed_ips_free, PostgreSQL sorted all 65,000 free rows of a /16
+    on every allocation: 25 ms each.)
+    """
+    # big enough that MariaDB's optimizer does not prefer a full scan
+    (net,) = networks.create_networks(
+        db, plan.plan_networks(label="big", fixed_range_v4="10.1.0.0/22", bridge="br101")
+    )
+    compiled = pool._CANDIDATES.compile(db.engine)
+    params = compiled.construct_params({"b_network": net.id})
+    positional = compiled.positiontup
+    args = tuple(params[name] for name in positional) if positional else params
+    plan_text = _plan(db, str(compiled), args)
+    assert "Sort" not in plan_text and "TEMP B-TREE" not in plan_text, plan_text
+    assert "filesort" not in plan_text, plan_text
+    if db.backend in ("postgresql", "sqlite"):
+        assert "ix_fixed_ips_free" in plan_text or "ix_fixed_ips_pool" in plan_text, plan_text

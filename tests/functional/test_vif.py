@@ -158,3 +158,31 @@ def test_plug_twice_changes_nothing_and_list_finds_both(
         ["vnet0", "tap", "fe:16:3e:2c:e8:ec", "br100"],
         ["vnet1", "netns", "fe:16:3e:00:00:02", "br100"],
     ]
+
+
+def test_a_full_bridge_is_named_and_leaves_no_half_made_tap(host: Namespace, tmp_path: Path) -> None:
+    """A Linux bridge takes 1023 ports (BR_MAX_PORTS - 1): the 1024th plug fails clearly.
+
+    The tap is persistent, so a tap created but not attached would outlive
+    the failed plug; none may be left behind.
+    """
+    # eth0 is not on br100: fill it with 1023 ports of our own
+    batch = "".join(
+        f"link add f{i} type veth peer name g{i}\nlink set f{i} master br100\n" for i in range(1023)
+    )
+    host.run(["ip", "-batch", "-"], input=batch, timeout=300)
+    code = (
+        "try:\n"
+        f"    vifs.plug('tap', {MAC!r}, 'br100')\n"
+        "    result = 'plugged'\n"
+        "except Exception as exc:\n"
+        "    result = [type(exc).__name__, str(exc)]\n"
+    )
+    kind, message = novanet_in(host, code, tmp_path)
+    assert kind == "NetlinkError"
+    assert "bridge is full" in message and "1023 ports" in message, message
+    assert "vnet" not in host.run(["ip", "-o", "link"]).stdout
+    # and an unknown bridge: the tap is not left behind either
+    kind, message = novanet_in(host, code.replace("'br100'", "'br999'"), tmp_path)
+    assert kind == "LinkNotFound" and "br999" in message, message
+    assert "vnet" not in host.run(["ip", "-o", "link"]).stdout

@@ -149,3 +149,22 @@ def test_template_pattern():
     pattern = template_pattern("instance-%08x")
     assert pattern.match("instance-0000000a") and not pattern.match("instance-x")
     assert not pattern.match("nt123x4") and template_pattern("vm-%d").match("vm-12")
+
+
+def test_resync_plugs_the_others_when_one_cannot_be_plugged(agent):
+    """A full bridge (or any plug error) for one instance keeps neither the rest down
+    nor that instance unfiltered; the next resync plugs it."""
+    from novanet.linux.netlink import NetlinkError
+
+    other = dataclasses.replace(
+        CIRROS, id=10, uuid="0b7e40a4-5e52-4b5b-9a2b-0e8b8d0f7c11", name="instance-0000000a",
+        vif_type="tap", mac="fa:16:3e:00:00:0a", address="10.0.0.3",
+    )
+    agent.ip.fail_next["create_veth"] = NetlinkError("cannot create veth pair: the bridge is full", 54)
+    summary = agent.manager.resync([CIRROS, other])
+    assert summary == {"instances": 2, "plugged": 1, "removed": 0, "failed": 1}
+    assert agent.ip.link("vnet0").mac == "fe:16:3e:00:00:0a"  # the tap one got plugged
+    listing = agent.iptables.listing("filter")
+    assert any("-A nova-compute-inst-9 " in line for line in listing)  # filtered meanwhile
+    assert agent.manager.resync([CIRROS, other]) == {"instances": 2, "plugged": 1, "removed": 0}
+    assert agent.ip.link("eth0", netns="instance-00000009").mac == CIRROS.mac
