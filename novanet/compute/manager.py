@@ -95,6 +95,12 @@ class ComputeManager:
         self._instances: dict[str, InstanceNetwork] = {}  # uuid -> what is plugged here
         self._synced = False
         self._netns_pattern = template_pattern(conf.instance_name_template)
+        # Each setup/teardown bumps the generation and records it per instance,
+        # so that a resync whose list was read before the change leaves that
+        # instance as it now is (no removal of a just-plugged instance, no
+        # re-plug of a just-deleted one).
+        self._generation = 0
+        self._changed: dict[str, int] = {}
 
     # -- the host ------------------------------------------------------------------
 
@@ -126,10 +132,38 @@ class ComputeManager:
     def synced(self) -> bool:
         return self._synced
 
-    def resync(self, wanted: Iterable[InstanceNetwork]) -> dict[str, int]:
-        """Converge devices and chains to ``wanted`` (the controller's list for this host)."""
+    @property
+    def generation(self) -> int:
+        """Take before asking the controller for the list given to :meth:`resync`."""
+        with self._lock:
+            return self._generation
+
+    def _touch(self, uuid: str) -> None:
+        self._generation += 1
+        self._changed[uuid] = self._generation
+
+    def _since(self, wanted: list[InstanceNetwork], since: int) -> list[InstanceNetwork]:
+        """``wanted`` with the instances set up or torn down after ``since`` as they are now."""
+        moved = {uuid for uuid, gen in self._changed.items() if gen > since}
+        self._changed = {uuid: self._changed[uuid] for uuid in moved}
+        if not moved:
+            return wanted
+        LOG.info(
+            "resync: %d instance(s) changed while the list was read: kept as they are", len(moved)
+        )
+        now = [self._instances[uuid] for uuid in moved if uuid in self._instances]
+        return [inst for inst in wanted if inst.uuid not in moved] + now
+
+    def resync(self, wanted: Iterable[InstanceNetwork], since: int | None = None) -> dict[str, int]:
+        """Converge devices and chains to ``wanted`` (the controller's list for this host).
+
+        ``since``: :attr:`generation` when the list was asked for; instances
+        set up or torn down after that are left as they are.
+        """
         wanted = list(wanted)
         with self._lock:
+            if since is not None:
+                wanted = self._since(wanted, since)
             for inst in wanted:
                 self._ensure_bridge(inst.bridge)
             stale_chains = [
@@ -223,6 +257,7 @@ class ComputeManager:
     def setup_instance(self, inst: InstanceNetwork) -> str:
         """Chain first, then the device; returns the host device name (vnetN)."""
         with self._lock:
+            self._touch(inst.uuid)
             self._ensure_bridge(inst.bridge)
             old = self._instances.get(inst.uuid)
             with self.iptables.defer_apply():
@@ -239,6 +274,7 @@ class ComputeManager:
     def teardown_instance(self, inst: InstanceNetwork) -> None:
         """Device first, then the chain. Idempotent."""
         with self._lock:
+            self._touch(inst.uuid)
             self._teardown(inst)
 
     def _teardown(self, inst: InstanceNetwork) -> None:

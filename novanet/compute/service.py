@@ -78,6 +78,7 @@ class ComputeService:
 
     def resync(self) -> bool:
         with self._resync_lock:
+            since = self.manager.generation
             try:
                 wanted = [
                     InstanceNetwork.from_dict(item)
@@ -89,7 +90,7 @@ class ComputeService:
                 )
                 return False
             try:
-                summary = self.manager.resync(wanted)
+                summary = self.manager.resync(wanted, since=since)
             except Exception:  # noqa: BLE001 - logged; the caller retries
                 LOG.exception("resync failed")
                 return False

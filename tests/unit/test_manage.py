@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from novanet import conf as novanet_conf
+from novanet.db import schema
 from novanet.manage import cli
 from novanet.rpc import transport as rpc
 
@@ -79,7 +80,7 @@ def test_db_version(env):
     code, out = run(env, "db", "version")
     assert code == 0 and out.startswith("empty")
     run(env, "db", "sync")
-    assert run(env, "db", "version")[1].strip() == "0001"
+    assert run(env, "db", "version")[1].strip() == schema.HEAD
 
 
 def test_commands_refuse_unsynced_database(env, capsys):

@@ -168,3 +168,26 @@ def test_resync_plugs_the_others_when_one_cannot_be_plugged(agent):
     assert any("-A nova-compute-inst-9 " in line for line in listing)  # filtered meanwhile
     assert agent.manager.resync([CIRROS, other]) == {"instances": 2, "plugged": 1, "removed": 0}
     assert agent.ip.link("eth0", netns="instance-00000009").mac == CIRROS.mac
+
+
+def test_resync_with_a_list_read_before_a_create_or_delete_leaves_those_alone(agent):
+    """The periodic resync reads the controller's list, then converges; an instance
+    plugged (or deleted) in between must not be removed (or plugged back)."""
+    other = dataclasses.replace(
+        CIRROS, id=10, uuid="0b7e40a4-5e52-4b5b-9a2b-0e8b8d0f7c11", name="instance-0000000a",
+        mac="fa:16:3e:00:00:0a", address="10.0.0.3",
+    )
+    agent.manager.setup_instance(CIRROS)
+    since = agent.manager.generation
+    listed = [CIRROS]  # what the controller answered
+    agent.manager.setup_instance(other)  # created meanwhile
+    agent.manager.teardown_instance(CIRROS)  # deleted meanwhile
+    agent.manager.resync(listed, since=since)
+    assert "instance-0000000a" in agent.ip.list_netns()
+    assert "instance-00000009" not in agent.ip.list_netns()
+    listing = agent.iptables.listing("filter")
+    assert any(line.startswith("-A nova-compute-inst-10 ") for line in listing)
+    assert not any("inst-9 " in line for line in listing)
+    # a later resync with a fresh list converges as usual
+    agent.manager.resync([], since=agent.manager.generation)
+    assert agent.ip.list_netns() == []
