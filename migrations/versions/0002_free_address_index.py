@@ -1,4 +1,4 @@
-"""A partial index of free fixed IPs, in allocation order (PostgreSQL, SQLite).
+"""A partial index of free fixed IPs, in allocation order (PostgreSQL).
 
 Revision ID: 0002
 Revises: 0001
@@ -6,9 +6,9 @@ Create Date: 2026-11-26
 
 PostgreSQL sorted every free row of a network on each allocation with only
 ix_fixed_ips_pool (it does not treat ``instance_uuid IS NULL`` as an equality
-for ordering), and SQLite's walk grew with the allocated rows. The partial
-index holds only the rows the pool may hand out, already in least recently
-used order. MariaDB has no partial indexes; it keeps using ix_fixed_ips_pool.
+for ordering): 25 ms at 65,000 free rows. The partial index holds only the
+rows the pool may hand out, already in least recently used order. SQLite and
+MariaDB walk ix_fixed_ips_pool in that order already.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-PARTIAL = ("postgresql", "sqlite")
+PARTIAL = ("postgresql",)
 
 
 def _free() -> sa.ColumnElement[bool]:
@@ -43,7 +43,6 @@ def upgrade() -> None:
         "fixed_ips",
         ["network_id", "updated_at", "id"],
         postgresql_where=_free(),
-        sqlite_where=_free(),
     )
 
 

@@ -33,12 +33,12 @@ def _for_this_backend(dialect: str):
     """Leave out what the models only create on other backends (Index.ddl_if).
 
     alembic compares every index of the metadata; ix_fixed_ips_free is a
-    partial index that exists on PostgreSQL and SQLite only.
+    partial index that exists on PostgreSQL only.
     """
 
     def include(obj, name, type_, reflected, compare_to):  # noqa: ARG001 - alembic's hook
         if type_ == "index" and not reflected and name == "ix_fixed_ips_free":
-            return dialect in ("postgresql", "sqlite")
+            return dialect == "postgresql"
         return True
 
     return include
