@@ -40,6 +40,9 @@ from novanet.ipam.macs import normalize_mac, random_mac
 # CANDIDATES for the next SPREAD_SECONDS, so concurrent allocators stop
 # queueing on the same row. A lone allocator never loses: strict LRU order.
 CANDIDATES = 64
+# Without recent contention the first candidate wins: reading a few is enough
+# (fetching 64 rows was a sixth of an uncontended allocation on SQLite).
+FEW_CANDIDATES = 4
 SPREAD_SECONDS = 2.0
 MAC_ATTEMPTS = 5
 
@@ -66,6 +69,7 @@ _CANDIDATES = (
     .order_by(FIXED_IPS.c.updated_at, FIXED_IPS.c.id)
     .limit(CANDIDATES)
 )
+_FEW_CANDIDATES = _CANDIDATES.limit(FEW_CANDIDATES)
 _CLAIM = (
     FIXED_IPS.update()
     .where(FIXED_IPS.c.id == sa.bindparam("b_id"))
@@ -80,8 +84,9 @@ _CLAIM = (
 _INSERT_VIF = VIFS.insert()
 
 
-def _candidates(conn: Connection, network_id: int) -> list[tuple[int, str]]:
-    return [(row[0], row[1]) for row in conn.execute(_CANDIDATES, {"b_network": network_id})]
+def _candidates(conn: Connection, network_id: int, many: bool) -> list[tuple[int, str]]:
+    statement = _CANDIDATES if many else _FEW_CANDIDATES
+    return [(row[0], row[1]) for row in conn.execute(statement, {"b_network": network_id})]
 
 
 def _claim(conn: Connection, fixed_ip_id: int, instance_uuid: str, vif_id: int) -> bool:
@@ -161,10 +166,11 @@ def _claim_any(
     db: Database, conn: Connection, network_id: int, instance_uuid: str, vif_id: int
 ) -> tuple[int, str] | None:
     for _ in range(db.max_retries):
-        candidates = _candidates(conn, network_id)
+        contended = time.monotonic() < db.contention_until
+        candidates = _candidates(conn, network_id, many=contended)
         if not candidates:
             return None
-        if time.monotonic() < db.contention_until:
+        if contended:
             random.shuffle(candidates)
         for index, (fixed_ip_id, address) in enumerate(candidates):
             if _claim(conn, fixed_ip_id, instance_uuid, vif_id):
