@@ -192,3 +192,30 @@ def test_service_list_up_and_down(synced):
     states = {(r["host"], r["binary"]): r["state"] for r in rows}
     assert states == {("compute-1", "novanet-compute"): "down", ("controller-1", "novanet-network"): "up"}
     assert {"host", "binary", "topic", "state", "updated_at"} <= set(rows[0])
+
+
+def test_the_entry_point_keeps_eventlets_green_dns_out():
+    """oslo.messaging imports eventlet, whose green resolver imported dnspython:
+    0.28 s of each novanet-manage run. The entry point turns it off first."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import novanet.manage.cli as cli\n"
+        "def probe():\n"
+        "    import oslo_messaging  # noqa: F401\n"
+        "    print('eventlet' in sys.modules, 'dns' in sys.modules)\n"
+        "    return 0\n"
+        "cli.main = probe\n"
+        "from novanet.cmd import manage\n"
+        "manage.main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "EVENTLET_NO_GREENDNS"}
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False"]
