@@ -50,19 +50,11 @@ from dataclasses import dataclass, field
 
 from novanet import conf as novanet_conf
 from novanet.dhcp.driver import DnsmasqDriver
-from novanet.dhcp.models import DhcpHost, DhcpNetwork
+from novanet.dhcp.models import DhcpHost
 from novanet.linux import processutils
+from tests.lib.dhcp import dhcp_network
 
-NET = DhcpNetwork(
-    id=1,
-    bridge="br100",
-    cidr="10.0.0.0/16",
-    gateway="10.0.0.1",
-    dhcp_server="10.0.0.1",
-    dhcp_start="10.0.0.2",
-    broadcast="10.0.255.255",
-    netmask="255.255.0.0",
-)
+NET = dhcp_network("10.0.0.0/16")
 SCRIPT = """#!/bin/sh
 # Benchmark dhcp-script: 'init' prints the prepared leases, the rest is a no-op.
 [ "$1" = init ] && [ -f {leases} ] && cat {leases}

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.common import machine, table, verdict
 from novanet.db import instances
-from novanet.ipam import pool
+from novanet.ipam import networks, pool
 from novanet.rpc.objects import InstanceNetwork
 
 BIN = Path(sys.executable).parent
@@ -64,7 +64,7 @@ def network_daemon(count: int, vhost) -> list[object]:  # type: ignore[no-untype
         ctl.manage("network", "delete", "--fixed_range", "10.0.0.0/24")
         ctl.manage("network", "create", "--label", "big", "--fixed_range_v4", "10.0.0.0/16",
                    "--bridge", "br100", "--bridge_interface", "eth2")
-        (net_id,) = [n.id for n in __import__("novanet.ipam.networks", fromlist=["x"]).list_networks(ctl.db)]
+        (net_id,) = [n.id for n in networks.list_networks(ctl.db)]
         for i in range(count):
             inst = instances.create_instance(ctl.db, display_name=f"vm{i}", hostname=f"vm{i}", host="compute-1", vif_type="tap")
             pool.allocate_for_instance(ctl.db, network_id=net_id, instance_uuid=inst.uuid)

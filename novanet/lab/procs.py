@@ -102,61 +102,51 @@ def ns_id(path: str) -> NsId | None:
     return st.st_dev, st.st_ino
 
 
-def processes_in(net_ids: set[NsId], mnt_ids: set[NsId]) -> list[tuple[int, int]]:
-    """(pid, starttime) of every live process in one of the given namespaces."""
+def _live_processes(match: Callable[[int], bool]) -> list[tuple[int, int]]:
+    """(pid, starttime) of every live process but this one for which ``match(pid)`` holds."""
     found = []
     me = os.getpid()
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         pid = int(entry)
+        try:
+            if not match(pid):
+                continue
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+        stat = proc_stat(pid)
+        if stat and stat[0] not in ("Z", "X"):
+            found.append((pid, stat[2]))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read()
+
+
+def processes_in(net_ids: set[NsId], mnt_ids: set[NsId]) -> list[tuple[int, int]]:
+    """(pid, starttime) of every live process in one of the given namespaces."""
+
+    def inside(pid: int) -> bool:
         net = ns_id(f"/proc/{pid}/ns/net")
         mnt = ns_id(f"/proc/{pid}/ns/mnt")
-        if (net is not None and net in net_ids) or (mnt is not None and mnt in mnt_ids):
-            stat = proc_stat(pid)
-            if stat and stat[0] not in ("Z", "X"):
-                found.append((pid, stat[2]))
-    return found
+        return (net is not None and net in net_ids) or (mnt is not None and mnt in mnt_ids)
+
+    return _live_processes(inside)
 
 
 def processes_mentioning(text: str) -> list[tuple[int, int]]:
     """(pid, starttime) of live processes whose command line contains ``text``."""
-    found = []
     needle = text.encode()
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                if needle not in handle.read():
-                    continue
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        stat = proc_stat(int(entry))
-        if stat and stat[0] not in ("Z", "X"):
-            found.append((int(entry), stat[2]))
-    return found
+    return _live_processes(lambda pid: needle in _cmdline(pid))
 
 
 def processes_with_args(*args: str) -> list[tuple[int, int]]:
     """(pid, starttime) of live processes having every one of ``args`` as a whole argument."""
     wanted = {a.encode() for a in args}
-    found = []
-    me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                if not wanted <= set(handle.read().split(b"\0")):
-                    continue
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        stat = proc_stat(int(entry))
-        if stat and stat[0] not in ("Z", "X"):
-            found.append((int(entry), stat[2]))
-    return found
+    return _live_processes(lambda pid: wanted <= set(_cmdline(pid).split(b"\0")))
 
 
 def wait_gone(targets: Iterable[tuple[int, int]], timeout: float) -> bool:

@@ -13,9 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -24,6 +22,7 @@ from novanet.lab.cloud import Cloud
 from novanet.lab.instances import Booted
 from tests.functional.test_lab_fabric import TEST_BASE, unique_lab_name
 from tests.functional.test_lab_lifecycle import assert_no_leftovers as assert_no_lab_leftovers
+from tests.lib.wait import poll
 
 E2E = [pytest.mark.root, pytest.mark.rabbit, pytest.mark.slow]
 
@@ -40,16 +39,8 @@ def require_e2e() -> None:
         pytest.skip("needs RabbitMQ on 127.0.0.1:5672")
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """The predicate's first true value, or None after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
+# the e2e tests' wait_for: the first true value, or None after the timeout
+wait_for = poll
 
 
 def vhosts() -> list[str]:

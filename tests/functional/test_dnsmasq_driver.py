@@ -10,6 +10,7 @@ its arguments. dnsmasq logs to a file (test-only extra arguments).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -24,24 +25,15 @@ import pytest
 
 from novanet import conf as novanet_conf
 from novanet.dhcp.driver import DnsmasqDriver
-from novanet.dhcp.models import DhcpHost, DhcpNetwork
+from novanet.dhcp.models import DhcpHost
 from novanet.linux import processutils
 from novanet.linux.process import PidFileProcess
+from tests.lib.dhcp import dhcp_network
 from tests.lib.netns import Namespace, veth_between
 
 pytestmark = pytest.mark.root
 
-NET = DhcpNetwork(
-    id=1,
-    bridge="br100",
-    cidr="10.0.0.0/24",
-    gateway="10.0.0.1",
-    dhcp_server="10.0.0.1",
-    dhcp_start="10.0.0.2",
-    broadcast="10.0.0.255",
-    netmask="255.255.255.0",
-    dns1="8.8.4.4",
-)
+NET = dhcp_network(dns1="8.8.4.4")
 CIRROS = DhcpHost("fa:16:3e:2c:e8:ec", "cirros", "10.0.0.2")
 
 SCRIPT = """#!/bin/sh
@@ -301,7 +293,7 @@ def test_a_foreign_pid_in_the_pid_file_is_never_signalled(lab):
 
 
 def test_start_failure_is_reported_with_dnsmasqs_message(lab):
-    other = DhcpNetwork(**{**NET.__dict__, "dhcp_server": "10.9.9.9"})
+    other = dataclasses.replace(NET, dhcp_server="10.9.9.9")
     with pytest.raises(processutils.ProcessExecutionError, match="10.9.9.9"):
         lab.driver().enable(other)
 

@@ -17,6 +17,7 @@ from novanet.lab import lab as lab_mod
 from tests.functional import test_lab_fabric as fabric_tests
 from tests.functional.test_lab_fabric import LabFactory, ping, plug_instance, run, unique_lab_name
 from tests.lib import netns as netns_lib
+from tests.lib.wait import poll
 
 pytestmark = pytest.mark.root
 
@@ -31,12 +32,7 @@ def read(path: str) -> str:
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return bool(poll(predicate, timeout, 0.02))
 
 
 def alive(pid: int) -> bool:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from novanet import conf as novanet_conf
 from novanet.dhcp.argv import EXTRA_ARGUMENTS_DOC, build_command, network_files
-from novanet.dhcp.models import DhcpNetwork
 from novanet.exception import UsageError
+from tests.lib.dhcp import dhcp_network
 from tests.lib.paths import SEED
 
-SEED_NET = DhcpNetwork(
-    id=1,
-    bridge="br100",
-    cidr="10.0.0.0/24",
-    gateway="10.0.0.1",
-    dhcp_server="10.0.0.1",
-    dhcp_start="10.0.0.2",
-    broadcast="10.0.0.255",
-    netmask="255.255.255.0",
-    dns1="8.8.4.4",
-    dns2=None,
-)
+SEED_NET = dhcp_network(dns1="8.8.4.4")
 EXTRAS = ["--no-hosts", "--dhcp-authoritative"]
 
 
@@ -91,13 +82,13 @@ def test_conf_file_value_kept():
     ],
 )
 def test_lease_max(cidr, lease_max_opt, expected):
-    net = DhcpNetwork(**{**SEED_NET.__dict__, "cidr": cidr})
+    net = dataclasses.replace(SEED_NET, cidr=cidr)
     argv = build_command(seed_conf(dhcp_lease_max=lease_max_opt), net).argv
     assert f"--dhcp-lease-max={expected}" in argv
 
 
 def test_network_dns_servers_only_with_the_option():
-    net = DhcpNetwork(**{**SEED_NET.__dict__, "dns1": "8.8.4.4", "dns2": "8.8.8.8"})
+    net = dataclasses.replace(SEED_NET, dns1="8.8.4.4", dns2="8.8.8.8")
     assert "--no-resolv" not in build_command(seed_conf(), net).argv
     argv = build_command(seed_conf(use_network_dns_servers=True), net).argv
     assert list(argv[len(seed_argv()) :]) == EXTRAS + [
@@ -105,10 +96,10 @@ def test_network_dns_servers_only_with_the_option():
         "--server=8.8.4.4",
         "--server=8.8.8.8",
     ]
-    same = DhcpNetwork(**{**SEED_NET.__dict__, "dns1": "1.1.1.1", "dns2": "1.1.1.1"})
+    same = dataclasses.replace(SEED_NET, dns1="1.1.1.1", dns2="1.1.1.1")
     argv = build_command(seed_conf(use_network_dns_servers=True), same).argv
     assert [a for a in argv if a.startswith("--server")] == ["--server=1.1.1.1"]
-    none = DhcpNetwork(**{**SEED_NET.__dict__, "dns1": None, "dns2": None})
+    none = dataclasses.replace(SEED_NET, dns1=None, dns2=None)
     argv = build_command(seed_conf(use_network_dns_servers=True), none).argv
     assert "--no-resolv" not in argv
 
@@ -140,7 +131,7 @@ def test_script_environment():
 
 @pytest.mark.parametrize("field", ["dhcp_server", "dhcp_start"])
 def test_bad_addresses_refused(field):
-    net = DhcpNetwork(**{**SEED_NET.__dict__, field: "10.0.0.1,tag:x"})
+    net = dataclasses.replace(SEED_NET, **{field: "10.0.0.1,tag:x"})
     with pytest.raises(UsageError):
         build_command(seed_conf(), net)
 
@@ -153,7 +144,7 @@ def test_bad_bridge_names_refused(bridge):
 
 def test_every_extra_argument_is_documented():
     conf = seed_conf(use_network_dns_servers=True)
-    net = DhcpNetwork(**{**SEED_NET.__dict__, "dns2": "8.8.8.8"})
+    net = dataclasses.replace(SEED_NET, dns2="8.8.8.8")
     argv = build_command(conf, net, hostsdir=True).argv
     for arg in argv[len(seed_argv()) :]:
         assert arg.split("=")[0] in EXTRA_ARGUMENTS_DOC

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -13,22 +14,14 @@ import pytest
 
 from novanet import conf as novanet_conf
 from novanet.dhcp.driver import DnsmasqDriver
-from novanet.dhcp.models import DhcpHost, DhcpNetwork
+from novanet.dhcp.models import DhcpHost
 from novanet.exception import ProcessExecutionError
 from novanet.linux.fakes.process import FakeProcessTable
+from tests.lib.dhcp import dhcp_network
 from tests.lib.paths import SEED
 from tests.unit.dhcp.fake_dnsmasq import FakeDnsmasq
 
-NET = DhcpNetwork(
-    id=1,
-    bridge="br100",
-    cidr="10.0.0.0/16",
-    gateway="10.0.0.1",
-    dhcp_server="10.0.0.1",
-    dhcp_start="10.0.0.2",
-    broadcast="10.0.255.255",
-    netmask="255.255.0.0",
-)
+NET = dhcp_network("10.0.0.0/16")
 CIRROS = DhcpHost("fa:16:3e:2c:e8:ec", "cirros", "10.0.0.2")
 
 
@@ -145,7 +138,7 @@ def test_dns_change_restarts_dnsmasq(env):
     driver = env.driver()
     driver.enable(NET)
     first = env.running()
-    changed = DhcpNetwork(**{**NET.__dict__, "dns1": "9.9.9.9"})
+    changed = dataclasses.replace(NET, dns1="9.9.9.9")
     driver.reload_allocations(changed)
     assert driver.wait_idle(NET, 5)
     assert not first.alive

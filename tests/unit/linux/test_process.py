@@ -18,6 +18,7 @@ import pytest
 
 from novanet.exception import ProcessExecutionError
 from novanet.linux.process import PidFileProcess, ProcessError
+from tests.lib.wait import poll
 
 DAEMON = textwrap.dedent(
     """
@@ -83,12 +84,7 @@ def daemon(tmp_path):
 
 
 def wait_for(predicate, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return bool(poll(predicate, timeout, 0.01))
 
 
 def test_start_returns_the_daemon_pid_and_tracks_it(daemon):
