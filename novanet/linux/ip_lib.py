@@ -10,6 +10,7 @@ calls. Work in a named namespace uses a netlink socket created inside it
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Callable, Iterator
@@ -43,6 +44,27 @@ T = TypeVar("T")
 USER_HZ = 100
 
 
+@contextmanager
+def iproute(netns: str | None, namespaces: NamespaceFiles | None = None) -> Iterator[IPRoute]:
+    """An IPRoute bound to namespace ``netns`` (None: this thread's), closed afterwards.
+
+    The one way novanet (daemons and novanet-lab alike) talks rtnetlink to a
+    named namespace: the socket is created inside it by
+    :meth:`NamespaceFiles.netlink_fd` (no forked helper, see
+    :mod:`novanet.linux.netns`), so a missing namespace is never created by
+    accident.
+    """
+    if netns is None:
+        ipr = IPRoute()
+    else:
+        # IPRoute takes the fd over: it dups it and closes the original.
+        ipr = IPRoute(fileno=(namespaces or NamespaceFiles()).netlink_fd(netns))
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
 class IpLib:
     """Netlink facade bound to the process's network namespace.
 
@@ -74,17 +96,8 @@ class IpLib:
         result: T = executor(task)
         return result
 
-    @contextmanager
-    def _session(self, netns: str | None) -> Iterator[IPRoute]:
-        if netns is None:
-            ipr = IPRoute()
-        else:
-            # IPRoute takes the fd over: it dups it and closes the original.
-            ipr = IPRoute(fileno=self.namespaces.netlink_fd(netns))
-        try:
-            yield ipr
-        finally:
-            ipr.close()
+    def _session(self, netns: str | None) -> contextlib.AbstractContextManager[IPRoute]:
+        return iproute(netns, self.namespaces)
 
     def _plain(self, func: Callable[[], T]) -> T:
         executor = self._executor or default_executor()

@@ -26,6 +26,8 @@ from novanet.exception import NotFound, NovanetError, ServiceUnavailable
 from novanet.ipam import networks as nets
 from novanet.ipam import pool, queries
 from novanet.ipam.networks import NetworkRow
+from novanet.linux.iptables import drift
+from novanet.linux.iptables.declare import declare
 from novanet.network import rules as controller_rules
 from novanet.rpc.objects import InstanceNetwork
 
@@ -133,7 +135,7 @@ class NetworkManager:
             routing_source_ip=self.conf.routing_source_ip,
             dmz_cidrs=self.conf.dmz_cidr,
         )
-        controller_rules.declare(self.iptables.ipv4, wanted)
+        declare(self.iptables.ipv4, wanted)
 
     def refresh_networks(self) -> list[str]:
         """Pick up networks created, modified or deleted with novanet-manage."""
@@ -185,11 +187,7 @@ class NetworkManager:
             LOG.warning("dnsmasq of network %d was not running: started it again", network_id)
 
     def check_iptables(self) -> None:
-        repaired = self.iptables.check_and_repair()
-        if repaired:
-            LOG.warning(
-                "iptables rules were changed by someone else; repaired: %s", "; ".join(repaired)
-            )
+        drift.repair(self.iptables, BINARY)
 
     # -- instances ------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import pytest
 from novanet import conf as novanet_conf
 from novanet.dhcp.driver import DnsmasqDriver
 from novanet.dhcp.models import DhcpHost
-from novanet.linux import processutils
+from novanet.linux import processutils, procfs
 from novanet.linux.process import PidFileProcess
 from tests.lib.dhcp import dhcp_network
 from tests.lib.netns import Namespace, veth_between
@@ -109,16 +109,14 @@ class Lab:
         (the seed's "two dnsmasq processes"); only the parents are listed.
         """
         found: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+        for pid in procfs.pids():
             try:
-                raw = Path(f"/proc/{entry}/cmdline").read_bytes()
-                stat = Path(f"/proc/{entry}/stat").read_text()
+                raw = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if f"--dhcp-hostsfile={self.hostsfile}".encode() in raw.split(b"\0"):
-                found[int(entry)] = int(stat[stat.rfind(")") + 2 :].split()[1])
+            stat = procfs.stat(pid)
+            if stat and f"--dhcp-hostsfile={self.hostsfile}".encode() in raw.split(b"\0"):
+                found[pid] = stat.ppid
         return sorted(pid for pid, ppid in found.items() if ppid not in found)
 
     def dhcp(self, mac: str, attempts: int = 3) -> str | None:
