@@ -108,6 +108,21 @@ class DnsmasqDriver:
             net.enabled = True
             net.sync(full=True, urgent=True)
 
+    def restart(self, network: DhcpNetwork) -> None:
+        """Stop our dnsmasq (if it runs) and start it again with the current files.
+
+        For when its interface lost the address it was bound to: with
+        --bind-interfaces dnsmasq binds its sockets once, at start, so after
+        ``ip link del br100`` and the bridge's repair it serves nothing
+        until restarted. Leases survive (the dhcp-script's ``init``).
+        """
+        net = self._net(network)
+        with net.lock:
+            net.enabled = True
+            if net.process.stop():
+                net.stats.stops += 1
+            net.sync(full=True, urgent=True)
+
     def reload_allocations(self, network: DhcpNetwork) -> None:
         """Bring dnsmasq up to date with the hosts, coalescing bursts (never raises)."""
         net = self._net(network)

@@ -100,7 +100,7 @@ class GatedVifs(VifDevices):
 def test_a_create_does_not_wait_for_a_resync_reading_the_kernel(tmp_path):
     agent = plugged(tmp_path)
     vifs = GatedVifs(agent.ip, str(tmp_path / "lock"))
-    agent.manager.vifs = vifs
+    agent.manager.kernel.vifs = vifs
     vifs.gate = True
     since = agent.manager.generation  # as the service does before asking the controller
     resync = threading.Thread(target=agent.manager.resync, args=([CIRROS, TAP], since))
