@@ -72,6 +72,7 @@ def test_nova_conf_for_controller_and_compute() -> None:
         "--rabbit_virtual_host=nl-demo\n"
         "--iptables_check_interval=2\n"
         "--dnsmasq_check_interval=2\n"
+        "--bridge_check_interval=2\n"
         "--report_interval=2\n"
         "--service_down_time=10\n"
     )
