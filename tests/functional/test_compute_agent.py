@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -234,7 +233,9 @@ def test_restart_keeps_the_instance_filtered_and_connected(host):
         assert host.stop() == 0
         assert host.save() == before  # SIGTERM leaves rules (and devices) in place
         host.start()
-        time.sleep(1)
+        # Keep probing through the agent's first moments of serving.
+        seen = answered["sent"]
+        wait_for(lambda: answered["sent"] >= seen + 2, "two more probes after the restart", 30)
     finally:
         stop.set()
         prober.join()
