@@ -65,6 +65,17 @@ def services(cloud: Cloud) -> dict[tuple[str, str], str]:
     return {(r["host"], r["binary"]): r["state"] for r in cloud.novanet.services()}
 
 
+def renewed(cloud: Cloud, booted: Booted) -> bool:
+    """Make the guest's udhcpc renew now (SIGUSR1); True once its lease is renewed."""
+    inst = booted.instance
+    record = cloud.lab.process(inst.host, f"udhcpc-{inst.name}")
+    assert record is not None
+    lease_file = os.path.join(cloud.lab.paths.guests_dir(inst.host), inst.name, "lease")
+    before = os.stat(lease_file).st_mtime_ns
+    os.kill(record.pid, signal.SIGUSR1)
+    return bool(wait_for(lambda: os.stat(lease_file).st_mtime_ns != before, 10))
+
+
 class Pinger:
     """iputils ping from a node, every 0.2 s, in the background; SIGINT prints its statistics."""
 
@@ -160,13 +171,7 @@ def test_dnsmasq_killed_comes_back(world: World) -> None:
     assert leased(cloud, "10.0.0.2")
 
     # The guest's renewal is answered by the new dnsmasq (--dhcp-authoritative).
-    inst = cirros.instance
-    record = cloud.lab.process(inst.host, f"udhcpc-{inst.name}")
-    assert record is not None
-    lease_file = os.path.join(cloud.lab.paths.guests_dir(inst.host), inst.name, "lease")
-    before = os.stat(lease_file).st_mtime_ns
-    os.kill(record.pid, signal.SIGUSR1)
-    assert wait_for(lambda: os.stat(lease_file).st_mtime_ns != before, 10), "renewal unanswered"
+    assert renewed(cloud, cirros), "renewal unanswered"
     assert guest_address(cloud, cirros) == ["inet 10.0.0.2/24 brd 10.0.0.255 scope global eth0"]
     # A new guest gets its first lease from it too.
     booted = cloud.instances.boot("after-dnsmasq", "compute-2")
@@ -347,3 +352,69 @@ def test_compute_agent_killed_during_creates(world: World, back: str) -> None:
     for name in created:
         cloud.instances.delete(name)
     assert cloud.lab.instances("compute-2") == [other.instance.name]
+
+
+def bridge_ports(cloud: Cloud, node: str) -> dict[str, int]:
+    """br100's ports on ``node`` (eth2, the instances' vnetN) -> ifindex."""
+    return {
+        link.name: link.index
+        for link in netview.links(cloud.lab.topology.netns(node))
+        if link.master == "br100"
+    }
+
+
+def gateway_first(cloud: Cloud, node: str) -> bool:
+    links = {link.name: link for link in netview.links(cloud.lab.topology.netns(node))}
+    br100 = links.get("br100")
+    return br100 is not None and [a.address for a in br100.addresses][:1] == ["10.0.0.1/24"]
+
+
+def test_bridges_deleted_by_hand_come_back_with_every_device(world: World) -> None:
+    """issue 11: `ip link del br100` on the controller and on a compute host.
+
+    Both come back by themselves (bridge_check_interval), with every device
+    unchanged (same ifindex), dnsmasq answering again and every instance
+    reachable; then again with the compute agent restarted after the deletion.
+    """
+    cloud, cirros, other = world
+    obs = cloud.observer
+    setup = obs.setup()
+    ctl = cloud.novanet.controller
+    ports = {node: bridge_ports(cloud, node) for node in (ctl, "compute-1")}
+    assert "eth2" in ports[ctl] and len(ports["compute-1"]) == 2  # eth2 and cirros' vnet
+    before = snapshot(cloud)
+
+    def repaired(old_dnsmasq: int | None) -> bool:
+        now = {node: bridge_ports(cloud, node) for node in ports}
+        dnsmasq = obs.dnsmasq_pid(setup)
+        return now == ports and gateway_first(cloud, ctl) and dnsmasq not in (None, old_dnsmasq)
+
+    def serving() -> None:
+        assert renewed(cloud, cirros), "the guest's renewal was not answered"
+        assert guest_address(cloud, cirros) == ["inet 10.0.0.2/24 brd 10.0.0.255 scope global eth0"]
+        assert cloud.instances.ping(ctl, cirros.instance.name).ok
+        assert cloud.instances.ping(other.instance.name, cirros.instance.name).ok
+        after = snapshot(cloud)
+        assert after["iptables"] == before["iptables"]
+        assert after["hostsfile"] == before["hostsfile"]
+        assert after["instances"] == before["instances"]
+
+    old = obs.dnsmasq_pid(setup)
+    for node in ports:
+        cloud.lab.execute(node, ["ip", "link", "del", "br100"])
+    deleted_at = time.monotonic()
+    assert wait_for(lambda: repaired(old), CHECK_INTERVAL + 20, 0.2), (
+        {node: bridge_ports(cloud, node) for node in ports},
+        ports,
+    )
+    print(f"both bridges back after {time.monotonic() - deleted_at:.1f} s")
+    serving()
+
+    # Deleted while the compute agent is down: its start re-attaches, replaces nothing.
+    daemon = cloud.novanet.find("compute-1", "compute")
+    assert cloud.lab.stop_process("compute-1", "compute")
+    cloud.lab.execute("compute-1", ["ip", "link", "del", "br100"])
+    cloud.novanet.start_daemon(daemon)
+    cloud.novanet.wait_ready([daemon], timeout=30)
+    assert wait_for(lambda: bridge_ports(cloud, "compute-1") == ports["compute-1"], 20, 0.2)
+    serving()
