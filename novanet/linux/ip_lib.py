@@ -22,6 +22,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
 
 from novanet.linux import rtnl
+from novanet.linux.linkdump import dump_links
 from novanet.linux.netlink import (
     LOCAL_TABLE,
     AddressInfo,
@@ -122,13 +123,13 @@ class IpLib:
         return self._run(f"cannot read link {name}", get, netns)
 
     def links(self, prefix: str | None = None, netns: str | None = None) -> list[LinkInfo]:
-        def dump(ipr: IPRoute) -> list[LinkInfo]:
-            msgs = list(ipr.link("dump"))
-            names = {m["index"]: m.get("ifname") for m in msgs}
-            found = [rtnl.link_info(m, names) for m in msgs]
+        """Every link (whose name starts with ``prefix``): one lean dump (see linkdump.py)."""
+
+        def dump() -> list[LinkInfo]:
+            found = dump_links(netns, self.namespaces)
             return [li for li in found if prefix is None or li.name.startswith(prefix)]
 
-        return self._run("cannot list links", dump, netns)
+        return self._plain(dump)
 
     def create_bridge(self, name: str, *, forward_delay: float = 0, stp: bool = False) -> None:
         check_ifname(name)
