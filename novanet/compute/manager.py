@@ -142,7 +142,10 @@ class ComputeManager:
                 devname = done.devices.get(inst.uuid) or plan.in_place.get(inst.uuid)
                 if devname is None and old is not None:
                     devname = old.devname  # its plug failed: retried next time
-                known[inst.uuid] = _with_devname(inst, devname)
+                if old is not None and old.devname == devname and old == inst:
+                    known[inst.uuid] = old  # the usual case: no copy of 5,000 records
+                else:
+                    known[inst.uuid] = _with_devname(inst, devname)
             # An instance whose device could not be removed keeps its chain
             # (and its place here) until a later resync removes both.
             known.update(done.kept)

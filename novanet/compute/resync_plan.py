@@ -215,12 +215,13 @@ def plan_resync(
             steps.append(EnsureBridge(bridge))
     active = [inst for inst in wanted if inst.uuid not in settled]
     steps += _plan_rules(active, known, first)
-    device_steps, in_place, duplicates = _plan_devices(active, wanted, view)
+    macs = {inst.uuid: host_mac(inst.mac) for inst in wanted}  # each normalised once
+    device_steps, in_place, duplicates = _plan_devices(active, macs, view)
     steps += device_steps
     if not remove_stale:
         return ResyncPlan(tuple(steps), in_place)
     steps += duplicates
-    wanted_macs = {host_mac(inst.mac) for inst in wanted}
+    wanted_macs = set(macs.values())
     steps += [RemoveDevice(vif.name, vif.mac) for vif in view.devices if vif.mac not in wanted_macs]
     wanted_ns = {ns for inst in wanted if (ns := instance_netns(inst)) is not None}
     steps += [RemoveNamespace(name) for name in sorted(view.namespaces - wanted_ns)]
@@ -239,20 +240,28 @@ def _plan_rules(
     steps: list[Step] = []
     for inst in active:
         old = known.get(inst.uuid)
-        if old is not None and instance_filter(old) != instance_filter(inst):
+        if old is not None and _filter_key(old) != _filter_key(inst):
             steps += [RemoveRules(old), AddRules(inst)]  # its address or network changed
         elif first or old is None:
             steps.append(AddRules(inst))
     return steps
 
 
+def _filter_key(inst: InstanceNetwork) -> tuple[int, str, str, str]:
+    """What the instance's chain is made of (see instance_filter), compared cheaply."""
+    return inst.id, inst.address, inst.cidr, inst.dhcp_server
+
+
 def _plan_devices(
-    active: Sequence[InstanceNetwork], wanted: Sequence[InstanceNetwork], view: HostView
+    active: Sequence[InstanceNetwork], macs: Mapping[str, str], view: HostView
 ) -> tuple[list[Step], dict[str, str], list[Step]]:
-    """(device steps of the active instances, devices in place, duplicates to remove)."""
+    """(device steps of the active instances, devices in place, duplicates to remove).
+
+    ``macs``: uuid -> host MAC of every wanted instance.
+    """
     by_mac: dict[str | None, VifDevice] = {}
     duplicates: list[Step] = []
-    wanted_macs = {host_mac(inst.mac) for inst in wanted}
+    wanted_macs = set(macs.values())
     for vif in view.devices:
         if vif.mac in by_mac and vif.mac in wanted_macs:
             # Two devices with one instance's MAC: the first (lowest vnetN)
@@ -265,7 +274,7 @@ def _plan_devices(
     steps: list[Step] = []
     in_place: dict[str, str] = {}
     for inst in active:
-        device = by_mac.get(host_mac(inst.mac))
+        device = by_mac.get(macs[inst.uuid])
         netns = instance_netns(inst)
         if device is None:
             steps.append(Plug(inst))
