@@ -40,6 +40,9 @@ from bench.common import machine, median, table, verdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PER_BRIDGE = 1000
 GOAL_RESYNC = 1.0  # seconds, periodic resync at 5,000 instances
+# The same benchmark run on the code before issue 17's fix (medians of 5 runs).
+BEFORE = {"instances": 5000, "commit": "8f99a09", "date": "2026-12-01", "periodic": 19.9,
+          "create": 20.8, "restart": 26.1}  # fmt: skip
 
 
 def instance(n: int) -> Any:
@@ -211,6 +214,14 @@ def report(r: dict[str, Any]) -> None:
     ]  # fmt: skip
     print(table(["", "seconds", "goal"], rows))
     print()
+    if n == BEFORE["instances"]:
+        print(f"Before issue 17 (the same benchmark on commit {BEFORE['commit']}, "
+              f"{BEFORE['date']}, this machine under the other helpers' load): periodic resync "
+              f"{BEFORE['periodic']:.1f} s, a create issued during it {BEFORE['create']:.1f} s "
+              f"(it waited for the whole resync: the agent held its lock while dumping 5,000 "
+              f"links with pyroute2, 1.3 ms each, and rebuilt a set of 5,000 uuids for each "
+              f"of its 5,000 instances), first resync after a restart {BEFORE['restart']:.1f} s.")  # fmt: skip
+        print()
     print(f"After the restart, a second resync reported {r['restart_summary']}. The agent "
           "reads its devices (one rtnetlink dump, decoded by novanet.linux.linkdump) and its "
           "instance namespaces before it takes its lock; under the lock it plans with dicts "
