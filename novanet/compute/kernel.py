@@ -182,6 +182,8 @@ class AgentKernel:
         return done
 
     def _apply_rules(self, steps: list[Step], done: Applied) -> None:
+        if not steps:
+            return
         if len(steps) > QUIET:
             LOG.info("resync: %d chain steps, the first: %s", len(steps), steps[0])
         with self.iptables.defer_apply():
