@@ -13,6 +13,7 @@ Names and values follow <linux/rtnetlink.h> and <linux/if_link.h>.
 
 from __future__ import annotations
 
+import _socket
 import os
 import socket
 import struct
@@ -134,7 +135,9 @@ def dump_links(
     fd = (namespaces or NamespaceFiles()).socket_fd(
         netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE
     )
-    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, fileno=fd)
+    # The C-level socket: plain blocking calls in whatever thread runs this
+    # (eventlet's tpool under the daemons), never eventlet's green wrapper.
+    sock = _socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE, fd)
     spans: list[tuple[bytes, int, int]] = []  # the RTM_NEWLINK messages, parsed below
     try:
         sock.settimeout(10.0)

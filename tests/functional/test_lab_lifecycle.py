@@ -123,8 +123,8 @@ def test_missing_program_is_reported(lab: lab_mod.Lab) -> None:
 def test_instance_namespace_survives_its_creator(lab: lab_mod.Lab) -> None:
     code = (
         "import time\n"
-        "from pyroute2 import netns\n"
-        "netns.create('instance-00000007')\n"
+        "from novanet.linux.netns import NamespaceFiles\n"  # as the compute agent does
+        "NamespaceFiles().create('instance-00000007')\n"
         "print('namespace', 'created', flush=True)\n"
         "time.sleep(600)\n"
     )
