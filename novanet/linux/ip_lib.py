@@ -49,11 +49,9 @@ USER_HZ = 100
 def iproute(netns: str | None, namespaces: NamespaceFiles | None = None) -> Iterator[IPRoute]:
     """An IPRoute bound to namespace ``netns`` (None: this thread's), closed afterwards.
 
-    The one way novanet (daemons and novanet-lab alike) talks rtnetlink to a
-    named namespace: the socket is created inside it by
-    :meth:`NamespaceFiles.netlink_fd` (no forked helper, see
-    :mod:`novanet.linux.netns`), so a missing namespace is never created by
-    accident.
+    How the daemons and novanet-lab reach a named namespace: a socket made in
+    it by :meth:`NamespaceFiles.netlink_fd` (no forked helper; a missing
+    namespace is an error, never created by accident).
     """
     if netns is None:
         ipr = IPRoute()
