@@ -28,7 +28,9 @@ from pathlib import Path
 from bench.common import machine, table, verdict
 from novanet.db import instances
 from novanet.ipam import networks, pool
+from novanet.linux import procfs
 from novanet.rpc.objects import InstanceNetwork
+from novanet.wait import wait_until
 
 BIN = Path(sys.executable).parent
 # A Linux bridge holds at most 1023 ports (BR_MAX_PORTS - 1): one host with
@@ -37,21 +39,15 @@ PER_BRIDGE = 1000
 
 
 def rss(pid: int) -> tuple[float, float]:
-    values = {}
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
+    """(VmRSS, VmHWM) of ``pid`` in MB."""
+    status = procfs.status(pid)
+    if status is None:
+        raise ProcessLookupError(f"pid {pid} is gone")
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
 
 
 def _wait(predicate, what: str, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {timeout} s")
-        time.sleep(0.2)
+    wait_until(predicate, what, timeout, 0.2)
 
 
 def network_daemon(count: int, vhost) -> list[object]:  # type: ignore[no-untyped-def]

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from novanet.linux import procfs
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "192.168.56.200"
 PORT = 8775
@@ -181,8 +183,9 @@ class Bench:
     def server_cpu(self) -> float:
         """CPU seconds the server process used so far (utime + stime)."""
         assert self.server is not None
-        fields = Path(f"/proc/{self.server.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        stat = procfs.stat(self.server.pid)
+        assert stat is not None, "the metadata server is gone"
+        return stat.cpu_ticks / procfs.clock_ticks()
 
     def load(self, mode: str, concurrency: int, duration: float) -> dict[str, object]:
         out = _run(sys.executable, str(Path(__file__).resolve()), "client", mode,

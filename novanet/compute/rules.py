@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from novanet.network.rules import Rules
+from novanet.linux.iptables.declare import Rules
 
 
 @dataclass(frozen=True)

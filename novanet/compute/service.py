@@ -51,6 +51,7 @@ class ComputeService:
         self.periodic.add(
             "iptables-drift", conf.iptables_check_interval, self.manager.check_iptables
         )
+        self.periodic.add("bridge-drift", conf.bridge_check_interval, self.manager.check_bridges)
         self.periodic.add("resync", RESYNC_INTERVAL, self.resync)
         self._stopping = threading.Event()
         self._resync_lock = threading.Lock()

@@ -32,6 +32,19 @@ network_opts = [
         "addresses and routes it holds are moved to the bridge. Unset: the bridge "
         "gets no physical port (a single-host setup).",
     ),
+    cfg.IntOpt(
+        "bridge_check_interval",
+        default=10,
+        min=1,
+        help="Seconds between checks that each bridge is as novanet set it up, on "
+        "the controller and on compute hosts. A bridge deleted or changed by hand "
+        "(ip link del br100) is made again with its flat interface; on the "
+        "controller its gateway address is put back first and dnsmasq is restarted "
+        "when that address had gone (with --bind-interfaces it cannot re-bind a "
+        "vanished address); on a compute host every instance's device is attached "
+        "to it again, unchanged (a tap QEMU holds open keeps working). A check "
+        "costs a few netlink requests per bridge.",
+    ),
     cfg.StrOpt(
         "flat_network_dns",
         default="8.8.4.4",

@@ -56,6 +56,9 @@ class DnsmasqDriver:
         before the pool may hand it out again)
     :param max_hostsdir_files: compact when the hostsdir holds this many files
     :param clock: monotonic clock for the compaction interval (tests)
+    :param reloader: makes each network's :class:`CoalescingReloader` from
+        (action, delay, name=...); tests pass one with their own ``spawn``
+        and ``clock`` to run the coalesced reloads when they choose
     """
 
     def __init__(
@@ -71,8 +74,10 @@ class DnsmasqDriver:
         compact_interval: float | None = None,
         max_hostsdir_files: int = 256,
         clock: Callable[[], float] = time.monotonic,
+        reloader: Callable[..., CoalescingReloader] = CoalescingReloader,
     ) -> None:
         self.conf = conf
+        self._reloader = reloader
         self._execute = execute
         self._process_factory: ProcessFactory = process_factory or (
             lambda pid_file, marker: PidFileProcess(pid_file, marker, execute=execute)
@@ -106,6 +111,21 @@ class DnsmasqDriver:
         net = self._net(network)
         with net.lock:
             net.enabled = True
+            net.sync(full=True, urgent=True)
+
+    def restart(self, network: DhcpNetwork) -> None:
+        """Stop our dnsmasq (if it runs) and start it again with the current files.
+
+        For when its interface lost the address it was bound to: with
+        --bind-interfaces dnsmasq binds its sockets once, at start, so after
+        ``ip link del br100`` and the bridge's repair it serves nothing
+        until restarted. Leases survive (the dhcp-script's ``init``).
+        """
+        net = self._net(network)
+        with net.lock:
+            net.enabled = True
+            if net.process.stop():
+                net.stats.stops += 1
             net.sync(full=True, urgent=True)
 
     def reload_allocations(self, network: DhcpNetwork) -> None:
@@ -224,7 +244,7 @@ class DnsmasqDriver:
         files = dnsmasq_argv.network_files(self.conf, network.bridge)
         process = self._process_factory(files.pid_file, files.hostsfile)
         net = NetworkSync(network, files, process, self._settings)
-        net.reloader = CoalescingReloader(
+        net.reloader = self._reloader(
             lambda urgent: self._sync_if_enabled(net, urgent),
             self.conf.dnsmasq_reload_delay,
             name=f"dnsmasq-reload-{network.bridge}",

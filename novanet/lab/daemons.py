@@ -27,6 +27,7 @@ from typing import Any
 from novanet import exception
 from novanet.lab import broker, relay
 from novanet.lab.lab import Lab
+from novanet.wait import wait_until
 
 NETWORK = "network"
 COMPUTE = "compute"
@@ -75,20 +76,6 @@ class Daemon:
 def bindir() -> str:
     """Where the running Python's console scripts are (the venv's bin/)."""
     return sysconfig.get_path("scripts") or os.path.dirname(os.path.abspath(sys.executable))
-
-
-def wait_until(
-    predicate: Callable[[], Any], what: str, timeout: float, interval: float = 0.05
-) -> Any:
-    """Poll ``predicate`` until it returns something true; that value, or TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not after {timeout:.0f} s")
-        time.sleep(interval)
 
 
 def tail(path: str, lines: int = 15) -> str:

@@ -1,8 +1,10 @@
 """The lab's wires: network namespaces, the two segment bridges, node NICs.
 
 All netlink work goes through pyroute2, always bound to one of the lab's
-namespaces (``IPRoute(netns=..., flags=0)``: flags=0 so a typo can never
-create a namespace by accident). The root namespace is never touched: a
+namespaces by :func:`novanet.linux.ip_lib.iproute` (a socket made inside the
+namespace; a missing namespace is an error, never created by accident).
+Namespaces are made and removed by :class:`novanet.linux.netns.NamespaceFiles`,
+as the daemons make instance namespaces. The root namespace is never touched: a
 node NIC is a veth pair created inside the fabric namespace with its peer
 placed directly into the node's namespace, so no interface ever exists in
 the root namespace, not even for an instant.
@@ -10,16 +12,18 @@ the root namespace, not even for an instant.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from typing import Any
 
 from pyroute2 import IPRoute
-from pyroute2 import netns as pr_netns
 
 from novanet.lab.topology import Node, Topology
+from novanet.linux.ip_lib import iproute
+from novanet.linux.netns import DEFAULT_NETNS_DIR, NamespaceFiles
 
-RUN_NETNS = "/run/netns"
+RUN_NETNS = DEFAULT_NETNS_DIR
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 RTPROT_BOOT = 3  # what `ip route add` uses: the routes look hand-made, like the seed's
@@ -34,21 +38,20 @@ def netns_exists(name: str) -> bool:
 
 
 def create_netns(name: str) -> None:
-    if netns_exists(name):
+    if netns_exists(name) or not NamespaceFiles(RUN_NETNS).create(name):
         raise FileExistsError(f"network namespace {name} already exists")
-    pr_netns.create(name)
 
 
 def remove_netns(name: str) -> bool:
     """Unmount and unlink a namespace handle; the kernel frees it when unused."""
     if not os.path.lexists(netns_path(name)):
         return False
-    pr_netns.remove(name)
+    NamespaceFiles(RUN_NETNS).delete(name)
     return True
 
 
-def _ipr(name: str) -> IPRoute:
-    return IPRoute(netns=name, flags=0)
+def _ipr(name: str) -> contextlib.AbstractContextManager[IPRoute]:
+    return iproute(name, NamespaceFiles(RUN_NETNS))
 
 
 def _index(ipr: IPRoute, ifname: str) -> int:

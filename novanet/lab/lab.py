@@ -280,11 +280,9 @@ class Lab:
         # A spawn helper orphaned by a crashed `up` could still start a
         # program after we looked: stop helpers first, then read pid files.
         lab_path = self.paths.lab_dir + "/"
-        helpers = [
-            ident
-            for ident in procs.processes_mentioning(lab_path)
-            if ident in procs.processes_mentioning("novanet.lab.spawn")
-        ]
+        # One /proc scan each, not one per process (a set, built once).
+        spawners = set(procs.processes_mentioning("novanet.lab.spawn"))
+        helpers = [ident for ident in procs.processes_mentioning(lab_path) if ident in spawners]
         procs.terminate(helpers, group=False, timeout=1)
         recorded = [
             ident
@@ -344,7 +342,7 @@ class Lab:
             try:
                 if fabric.remove_netns(ns):
                     removed.append(f"netns {ns}")
-            except OSError as exc:
+            except (OSError, exception.NovanetError) as exc:
                 errors.append(f"netns {ns}: {exc}")
         if os.path.isdir(self.paths.lab_dir) and not errors:
             try:

@@ -9,11 +9,14 @@ counters, no IPv6 link-local addresses, which are random per boot).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 from typing import Any
 
 from pyroute2 import IPRoute
+
+from novanet.linux.ip_lib import iproute
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -49,8 +52,8 @@ class Link:
     stp: bool | None = None
 
 
-def _ipr(netns: str) -> IPRoute:
-    return IPRoute(netns=netns, flags=0)
+def _ipr(netns: str) -> contextlib.AbstractContextManager[IPRoute]:
+    return iproute(netns)
 
 
 def _bridge_info(msg: Any) -> tuple[str | None, bool | None]:

@@ -60,6 +60,7 @@ def nova_conf_flags(
             "rabbit_virtual_host": vhost_for(topology.lab_id),
             "iptables_check_interval": str(CHECK_INTERVAL),
             "dnsmasq_check_interval": str(CHECK_INTERVAL),
+            "bridge_check_interval": str(CHECK_INTERVAL),
             "report_interval": str(CHECK_INTERVAL),
             "service_down_time": str(SERVICE_DOWN_TIME),
         }

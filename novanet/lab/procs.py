@@ -15,42 +15,27 @@ import re
 import shutil
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from novanet import exception
 from novanet.lab import state
-from novanet.linux import processutils
+from novanet.linux import processutils, procfs
+from novanet.wait import poll
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 Prefix = Callable[[str | None], list[str]]
 
 
-def proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state letter, process group, start time) of a pid, None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    return fields[0], int(fields[2]), int(fields[19])
-
-
 def is_running(pid: int, starttime: int) -> bool:
     """True if ``pid`` still is the process that started at ``starttime``."""
-    stat = proc_stat(pid)
-    # A zombie has exited; only its parent's wait() is missing.
-    return stat is not None and stat[2] == starttime and stat[0] not in ("Z", "X")
+    stat = procfs.stat(pid)
+    return stat is not None and stat.starttime == starttime and stat.alive
 
 
-def _group_alive(pgid: int) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = proc_stat(int(entry))
-            if stat and stat[1] == pgid and stat[0] not in ("Z", "X"):
-                return True
-    return False
+def _live_groups() -> set[int]:
+    """Process groups that still have a live member (one scan of /proc)."""
+    return {stat.pgrp for pid in procfs.pids() if (stat := procfs.stat(pid)) and stat.alive}
 
 
 def terminate(
@@ -75,19 +60,21 @@ def terminate(
                     os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 2.0)
-        while time.monotonic() < deadline:
-            if not any(
-                is_running(pid, st) or (pid in groups and _group_alive(pid)) for pid, st in live
-            ):
-                return [pid for pid, _ in live]
-            time.sleep(0.02)
+        # One /proc scan per look for all the groups (not one per group).
+        if poll(
+            lambda: (
+                not any(is_running(pid, st) for pid, st in live) and not groups & _live_groups()
+            ),
+            timeout if sig == signal.SIGTERM else 2.0,
+            0.02,
+        ):
+            return [pid for pid, _ in live]
     return [pid for pid, _ in live]
 
 
 def _leads_group(pid: int) -> bool:
-    stat = proc_stat(pid)
-    return stat is not None and stat[1] == pid
+    stat = procfs.stat(pid)
+    return stat is not None and stat.pgrp == pid
 
 
 NsId = tuple[int, int]
@@ -106,18 +93,17 @@ def _live_processes(match: Callable[[int], bool]) -> list[tuple[int, int]]:
     """(pid, starttime) of every live process but this one for which ``match(pid)`` holds."""
     found = []
     me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+    for pid in procfs.pids():
+        if pid == me:
             continue
-        pid = int(entry)
         try:
             if not match(pid):
                 continue
         except (FileNotFoundError, ProcessLookupError):
             continue  # gone meanwhile
-        stat = proc_stat(pid)
-        if stat and stat[0] not in ("Z", "X"):
-            found.append((pid, stat[2]))
+        stat = procfs.stat(pid)
+        if stat and stat.alive:
+            found.append((pid, stat.starttime))
     return found
 
 
@@ -152,12 +138,7 @@ def processes_with_args(*args: str) -> list[tuple[int, int]]:
 def wait_gone(targets: Iterable[tuple[int, int]], timeout: float) -> bool:
     """Wait until none of ``targets`` runs any more; False on timeout."""
     targets = list(targets)
-    deadline = time.monotonic() + timeout
-    while any(is_running(pid, st) for pid, st in targets):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return bool(poll(lambda: not any(is_running(pid, st) for pid, st in targets), timeout))
 
 
 class Launcher:
@@ -246,12 +227,9 @@ class Launcher:
 
     def wait_exit(self, node: str | None, name: str, timeout: float = 5.0) -> bool:
         record = self.get(node, name)
-        deadline = time.monotonic() + timeout
-        while record and is_running(record.pid, record.starttime):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        if record is None:
+            return True
+        return bool(poll(lambda: not is_running(record.pid, record.starttime), timeout, 0.02))
 
     def restart(self, node: str | None, name: str, *, timeout: float = 5.0) -> state.ProcessRecord:
         """Stop the program (if running) and start it again with the same argv and env."""

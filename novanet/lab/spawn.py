@@ -20,12 +20,14 @@ import sys
 import time
 from collections.abc import Sequence
 
+from novanet.linux import procfs
+
 
 def _starttime(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-        stat = handle.read()
-    # Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    stat = procfs.stat(pid)
+    if stat is None:  # cannot be: our own child, not reaped yet
+        raise OSError(f"pid {pid}: /proc/{pid}/stat unreadable")
+    return stat.starttime
 
 
 def _write_pidfile(path: str, pid: int, starttime: int) -> None:

@@ -190,6 +190,38 @@ class VifDevices:
             if netns and self.ip.delete_netns(check_netns_name(netns)):
                 LOG.info("deleted network namespace %s", netns)
 
+    def attach(self, device: str, bridge: str) -> bool:
+        """Put an existing device back on ``bridge`` and up; False if it is gone.
+
+        What repairs a VIF after its bridge was deleted and made again: the
+        device stays the same (a tap QEMU holds open keeps working, a veth
+        keeps its guest end and the guest's address).
+        """
+        with self.locks.lock("vif"):
+            link = self.ip.link(check_ifname(device))
+            if link is None:
+                self._forget(device)
+                return False
+            vif = self._vif(link)
+            if vif.bridge != bridge or not vif.up:
+                LOG.info("attaching %s (%s) to %s", device, vif.mac, bridge)
+            self._attach(vif, bridge)
+            self._remember(VifDevice(vif.name, vif.kind, vif.mac, bridge, True))
+            return True
+
+    def remove(self, device: str, mac: str | None) -> bool:
+        """Delete ``device`` if it still has ``mac`` (not a name reused since); True if deleted.
+
+        For stale devices seen in an earlier listing: the name may belong to
+        a device plugged since, which must stay.
+        """
+        with self.locks.lock("vif"):
+            link = self.ip.link(check_ifname(device))
+            if link is None or link.mac != mac:
+                return False
+            self._forget(device)
+            return self.ip.delete_link(device)
+
     def unplug_mac(self, instance_mac: str, netns: str | None = None) -> str | None:
         """Unplug by instance MAC; returns the device deleted, if any."""
         existing = self.find(instance_mac)

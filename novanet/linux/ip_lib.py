@@ -10,6 +10,7 @@ calls. Work in a named namespace uses a netlink socket created inside it
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
 
 from novanet.linux import rtnl
+from novanet.linux.linkdump import dump_links
 from novanet.linux.netlink import (
     LOCAL_TABLE,
     AddressInfo,
@@ -41,6 +43,25 @@ T = TypeVar("T")
 # Bridge times travel in clock_t units of USER_HZ (100 per second): a
 # forward delay of 15 s is 1500 in IFLA_BR_FORWARD_DELAY, as in sysfs.
 USER_HZ = 100
+
+
+@contextmanager
+def iproute(netns: str | None, namespaces: NamespaceFiles | None = None) -> Iterator[IPRoute]:
+    """An IPRoute bound to namespace ``netns`` (None: this thread's), closed afterwards.
+
+    How the daemons and novanet-lab reach a named namespace: a socket made in
+    it by :meth:`NamespaceFiles.netlink_fd` (no forked helper; a missing
+    namespace is an error, never created by accident).
+    """
+    if netns is None:
+        ipr = IPRoute()
+    else:
+        # IPRoute takes the fd over: it dups it and closes the original.
+        ipr = IPRoute(fileno=(namespaces or NamespaceFiles()).netlink_fd(netns))
+    try:
+        yield ipr
+    finally:
+        ipr.close()
 
 
 class IpLib:
@@ -74,17 +95,8 @@ class IpLib:
         result: T = executor(task)
         return result
 
-    @contextmanager
-    def _session(self, netns: str | None) -> Iterator[IPRoute]:
-        if netns is None:
-            ipr = IPRoute()
-        else:
-            # IPRoute takes the fd over: it dups it and closes the original.
-            ipr = IPRoute(fileno=self.namespaces.netlink_fd(netns))
-        try:
-            yield ipr
-        finally:
-            ipr.close()
+    def _session(self, netns: str | None) -> contextlib.AbstractContextManager[IPRoute]:
+        return iproute(netns, self.namespaces)
 
     def _plain(self, func: Callable[[], T]) -> T:
         executor = self._executor or default_executor()
@@ -109,13 +121,13 @@ class IpLib:
         return self._run(f"cannot read link {name}", get, netns)
 
     def links(self, prefix: str | None = None, netns: str | None = None) -> list[LinkInfo]:
-        def dump(ipr: IPRoute) -> list[LinkInfo]:
-            msgs = list(ipr.link("dump"))
-            names = {m["index"]: m.get("ifname") for m in msgs}
-            found = [rtnl.link_info(m, names) for m in msgs]
+        """Every link (whose name starts with ``prefix``): one lean dump (see linkdump.py)."""
+
+        def dump() -> list[LinkInfo]:
+            found = dump_links(netns, self.namespaces)
             return [li for li in found if prefix is None or li.name.startswith(prefix)]
 
-        return self._run("cannot list links", dump, netns)
+        return self._plain(dump)
 
     def create_bridge(self, name: str, *, forward_delay: float = 0, stp: bool = False) -> None:
         check_ifname(name)

@@ -106,21 +106,36 @@ class NamespaceFiles:
             raise NetnsNotFound(f"network namespace {name} does not exist", errno.ENOENT)
         return os.open(self.path(name), os.O_RDONLY | os.O_CLOEXEC)
 
-    def netlink_fd(self, name: str) -> int:
-        """The fd of an rtnetlink socket created inside namespace ``name``.
+    def socket_fd(self, name: str | None, family: int, kind: int, proto: int = 0) -> int:
+        """The fd of a socket created inside namespace ``name`` (None: this thread's own).
 
-        The caller owns the fd (IPRoute(fileno=...) takes it over).
+        Every socket novanet needs in another namespace (rtnetlink for
+        IpLib and the lab, nfnetlink and raw sockets for the iptables change
+        probes) is made here. The caller owns the fd.
         """
+        if name is None:
+            return int(_socket.socket(family, kind, proto).detach())
         target = self.open(name)
         try:
             with self._away():
                 self._libc.setns(target)
                 # The C-level socket: no eventlet wrapper code runs while this
                 # thread sits in the other namespace.
-                raw = _socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+                raw = _socket.socket(family, kind, proto)
             return int(raw.detach())
         finally:
             os.close(target)
+
+    def socket(self, name: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+        """A socket object created inside namespace ``name`` (see :meth:`socket_fd`)."""
+        return socket.socket(family, kind, proto, fileno=self.socket_fd(name, family, kind, proto))
+
+    def netlink_fd(self, name: str) -> int:
+        """The fd of an rtnetlink socket created inside namespace ``name``.
+
+        The caller owns the fd (IPRoute(fileno=...) takes it over).
+        """
+        return self.socket_fd(name, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
 
     def create(self, name: str) -> bool:
         """Create namespace ``name`` unless it exists; True if created."""

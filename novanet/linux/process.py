@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from novanet.exception import NovanetError
-from novanet.linux import processutils
+from novanet.linux import processutils, procfs
 
 LOG = logging.getLogger(__name__)
 
@@ -118,12 +118,8 @@ class PidFileProcess:
         for sample in range(samples):
             if sample:
                 time.sleep(interval)
-            try:
-                with open(f"{self._proc}/{pid}/stat", "rb") as handle:
-                    stat = handle.read()
-            except OSError:
-                return False
-            if stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"R":
+            stat = procfs.stat(pid, self._proc)
+            if stat is None or stat.state != "R":
                 return False
         return True
 
@@ -322,22 +318,11 @@ class PidFileProcess:
         )
 
     def _ppid(self, pid: int) -> int | None:
-        try:
-            with open(f"{self._proc}/{pid}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            return None
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        return int(fields[1]) if len(fields) > 1 else None
+        stat = procfs.stat(pid, self._proc)
+        return stat.ppid if stat is not None else None
 
     def _is_gone(self, pid: int) -> bool:
         # A daemon's parent is init; where init does not reap (containers),
         # a killed dnsmasq stays a zombie: its pid exists, kill(pid, 0) works.
-        try:
-            with open(f"{self._proc}/{pid}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            return True
-        # "pid (comm) S ...": comm may contain spaces and parentheses.
-        state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-        return state in (b"Z", b"X")
+        stat = procfs.stat(pid, self._proc)
+        return stat is None or not stat.alive

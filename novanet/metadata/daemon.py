@@ -20,11 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from novanet.conf import loader
 from novanet.db.api import Database
 from novanet.exception import NovanetError
-from novanet.linux.iptables import IptablesManager
+from novanet.linux.iptables import IptablesManager, drift
+from novanet.linux.iptables.declare import declare
 from novanet.metadata.app import MetadataApp
 from novanet.metadata.lookup import InstanceLookup, find_by_address
+from novanet.metadata.rules import metadata_rules
 from novanet.metadata.server import Limits, MetadataServer
-from novanet.network import rules
 from novanet.service.periodic import PeriodicRunner
 
 LOG = logging.getLogger(__name__)
@@ -67,18 +68,19 @@ class MetadataDaemon:
         # Everything that can fail on configuration fails before the kernel is touched.
         check_database(self.db)
         self.server.listen()
-        rules.declare(
+        declare(
             self.iptables.ipv4,
-            rules.metadata_rules(
+            metadata_rules(
                 metadata_host=self.conf.metadata_host, metadata_port=self.conf.metadata_port
             ),
         )
         self.iptables.full_sync()
-        self.periodic.add(
-            "iptables-check", self.conf.iptables_check_interval, self.iptables.check_and_repair
-        )
+        self.periodic.add("iptables-check", self.conf.iptables_check_interval, self.check_iptables)
         self.periodic.start()
         self.server.start()
+
+    def check_iptables(self) -> None:
+        drift.repair(self.iptables, BINARY)
 
     def stop(self) -> None:
         self.server.stop()

@@ -26,19 +26,16 @@ from novanet.exception import NotFound, NovanetError, ServiceUnavailable
 from novanet.ipam import networks as nets
 from novanet.ipam import pool, queries
 from novanet.ipam.networks import NetworkRow
+from novanet.linux.iptables import drift
+from novanet.linux.iptables.declare import declare
 from novanet.network import rules as controller_rules
+from novanet.network.bridges import Bridges, BridgeSetup, repair_bridges, setup_bridge
 from novanet.rpc.objects import InstanceNetwork
 
 LOG = logging.getLogger(__name__)
 
 BINARY = "novanet-network"
 TOPIC = "network"
-
-
-class Bridges(Protocol):
-    def setup_controller(
-        self, bridge: str, interface: str | None, gateway: str, broadcast: str | None = None
-    ) -> list[Any]: ...
 
 
 class Dhcp(Protocol):
@@ -51,6 +48,8 @@ class Dhcp(Protocol):
     def release(self, network: DhcpNetwork, address: str, mac: str) -> None: ...
 
     def check_alive(self) -> list[int]: ...
+
+    def restart(self, network: DhcpNetwork) -> None: ...
 
 
 class Compute(Protocol):
@@ -107,23 +106,21 @@ class NetworkManager:
         """Converge this host from any state: bridges, gateway, rules, dnsmasq."""
         with self._lock:
             current = nets.list_networks(self.db)
-            for net in current:
-                self._setup_bridge(net)
+            readdressed = [self._setup_bridge(net).gateway_added for net in current]
             self._declare_rules(current)
             LOG.info("iptables: %s", "; ".join(self.iptables.full_sync()) or "already in place")
-            for net in current:
-                self.dhcp.enable(dhcp_network(net))
+            for net, gateway_added in zip(current, readdressed, strict=True):
+                # A dnsmasq that outlived its address (bridge deleted while we
+                # were down) serves nothing: restarted, not adopted.
+                (self.dhcp.restart if gateway_added else self.dhcp.enable)(dhcp_network(net))
             self._networks = {net.id: net for net in current}
             LOG.info("serving %d network(s): %s", len(current), ", ".join(n.cidr for n in current))
 
-    def _setup_bridge(self, net: NetworkRow) -> None:
-        prefix = net.cidr.split("/")[1]
-        interface = net.bridge_interface or self.conf.flat_interface
-        steps = self.bridges.setup_controller(
-            net.bridge, interface, f"{net.dhcp_server}/{prefix}", net.broadcast
-        )
-        for step in steps:
-            LOG.info("%s: %s", net.bridge, step)
+    def _setup_bridge(self, net: NetworkRow) -> BridgeSetup:
+        done = setup_bridge(self.bridges, net, self.conf.flat_interface)
+        for line in done.lines():
+            LOG.info("%s", line)
+        return done
 
     def _declare_rules(self, current: list[NetworkRow]) -> None:
         wanted = controller_rules.controller_rules(
@@ -133,7 +130,7 @@ class NetworkManager:
             routing_source_ip=self.conf.routing_source_ip,
             dmz_cidrs=self.conf.dmz_cidr,
         )
-        controller_rules.declare(self.iptables.ipv4, wanted)
+        declare(self.iptables.ipv4, wanted)
 
     def refresh_networks(self) -> list[str]:
         """Pick up networks created, modified or deleted with novanet-manage."""
@@ -185,11 +182,13 @@ class NetworkManager:
             LOG.warning("dnsmasq of network %d was not running: started it again", network_id)
 
     def check_iptables(self) -> None:
-        repaired = self.iptables.check_and_repair()
-        if repaired:
-            LOG.warning(
-                "iptables rules were changed by someone else; repaired: %s", "; ".join(repaired)
-            )
+        drift.repair(self.iptables, BINARY)
+
+    def check_bridges(self) -> list[str]:
+        """Repair bridges, ports and gateways changed by hand; restart dnsmasq where needed."""
+        with self._lock:
+            current = [(net, dhcp_network(net)) for net in self._networks.values()]
+            return repair_bridges(self.bridges, self.dhcp, current, self.conf.flat_interface)
 
     # -- instances ------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The controller's iptables rules, as data (nova-network's, as the seed lists them).
 
 Pure functions of the configuration and the networks; the daemon hands the
-result to the iptables manager. Chains are named without the
+result to the iptables manager (novanet.linux.iptables.declare). Chains are named without the
 ``<prefix>-<binary>-`` wrapping (``INPUT`` becomes ``nova-network-INPUT``);
 rules are in the canonical form ``iptables -S`` prints, so what the kernel
 shows can be compared with them exactly.
@@ -9,26 +9,12 @@ shows can be compared with them exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from novanet.linux.iptables.declare import Rules
+
 METADATA_ADDRESS = "169.254.169.254/32"
-
-Rules = dict[str, dict[str, list[str]]]  # table -> wrapped chain -> rules
-
-
-class TableLike(Protocol):
-    def add_chain(self, name: str, wrap: bool = True) -> None: ...
-
-    def set_rules(self, chain: str, rules: Iterable[str], wrap: bool = True) -> None: ...
-
-
-def declare(tables: Mapping[str, TableLike], rules: Rules) -> None:
-    """Make each listed wrapped chain hold exactly these rules (in an IptablesManager model)."""
-    for table, chains in rules.items():
-        for chain, content in chains.items():
-            tables[table].add_chain(chain)
-            tables[table].set_rules(chain, content)
 
 
 class NetworkLike(Protocol):
@@ -73,14 +59,4 @@ def controller_rules(
     return {
         "filter": {"INPUT": filter_input, "FORWARD": filter_forward},
         "nat": {"PREROUTING": prerouting, "POSTROUTING": postrouting, "snat": snat},
-    }
-
-
-def metadata_rules(*, metadata_host: str, metadata_port: int) -> Rules:
-    """Rules of novanet-metadata (binary ``api``, nova-api's in the seed)."""
-    return {
-        "filter": {
-            "INPUT": [f"-d {metadata_host}/32 -p tcp -m tcp --dport {metadata_port} -j ACCEPT"]
-        },
-        "nat": {},
     }

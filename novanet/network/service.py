@@ -83,6 +83,7 @@ class NetworkService:
         self.periodic.add("heartbeat", conf.report_interval, m.heartbeat)
         self.periodic.add("dnsmasq-liveness", conf.dnsmasq_check_interval, m.check_dnsmasq)
         self.periodic.add("iptables-drift", conf.iptables_check_interval, m.check_iptables)
+        self.periodic.add("bridge-drift", conf.bridge_check_interval, m.check_bridges)
         self.periodic.add("network-refresh", NETWORK_REFRESH_INTERVAL, m.refresh_networks)
         self.periodic.add(
             "disassociate",

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 
 import pytest
 
 from novanet.lab import lab as lab_mod
+from novanet.lab import netview
 from novanet.lab.cloud import Cloud
 from novanet.lab.instances import Booted
 from tests.functional.test_lab_fabric import TEST_BASE, unique_lab_name
@@ -91,3 +95,59 @@ def unique_rules(listing: list[str]) -> bool:
                 return False
             seen.add((table, line))
     return True
+
+
+def renewed(cloud: Cloud, booted: Booted) -> bool:
+    """Make the guest's udhcpc renew now (SIGUSR1); True once its lease is renewed."""
+    inst = booted.instance
+    record = cloud.lab.process(inst.host, f"udhcpc-{inst.name}")
+    assert record is not None
+    lease_file = os.path.join(cloud.lab.paths.guests_dir(inst.host), inst.name, "lease")
+    before = os.stat(lease_file).st_mtime_ns
+    os.kill(record.pid, signal.SIGUSR1)
+    return bool(wait_for(lambda: os.stat(lease_file).st_mtime_ns != before, 10))
+
+
+class Pinger:
+    """iputils ping from a node, every 0.2 s, in the background; SIGINT prints its statistics."""
+
+    def __init__(self, cloud: Cloud, node: str, address: str) -> None:
+        self.cloud = cloud
+        self.node = node
+        argv = ["ping", "-n", "-i", "0.2", "-w", "120", address]
+        self.record = cloud.lab.start_process(node, "pinger", argv)
+        self.started = time.monotonic()
+
+    def replies(self) -> list[int]:
+        with open(self.record.log) as handle:
+            return [int(m) for m in re.findall(r"icmp_seq=(\d+) ttl=", handle.read())]
+
+    def stop(self) -> tuple[int, int, list[int]]:
+        """(transmitted, received, icmp_seq of replies)."""
+        self.cloud.lab.kill_process(self.node, "pinger", signal.SIGINT)
+        assert wait_for(lambda: not self.cloud.lab.process_running(self.node, "pinger"), 5)
+        with open(self.record.log) as handle:
+            text = handle.read()
+        stats = re.search(r"(\d+) packets transmitted, (\d+) received", text)
+        assert stats, text
+        os.unlink(self.record.log)  # the next pinger starts a fresh log
+        return int(stats.group(1)), int(stats.group(2)), self.replies_from(text)
+
+    @staticmethod
+    def replies_from(text: str) -> list[int]:
+        return [int(m) for m in re.findall(r"icmp_seq=(\d+) ttl=", text)]
+
+
+def bridge_ports(cloud: Cloud, node: str) -> dict[str, int]:
+    """br100's ports on ``node`` (eth2, the instances' vnetN) -> ifindex."""
+    return {
+        link.name: link.index
+        for link in netview.links(cloud.lab.topology.netns(node))
+        if link.master == "br100"
+    }
+
+
+def gateway_first(cloud: Cloud, node: str) -> bool:
+    links = {link.name: link for link in netview.links(cloud.lab.topology.netns(node))}
+    br100 = links.get("br100")
+    return br100 is not None and [a.address for a in br100.addresses][:1] == ["10.0.0.1/24"]

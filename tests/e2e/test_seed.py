@@ -42,7 +42,7 @@ def test_demo_ran_to_the_end(demo_run: tuple[demo.DemoResult, Cloud, str]) -> No
     assert result.error is None, output
     keys = [c.key for c in result.checks]
     assert keys == [*verify.KERNEL_KEYS, *verify.PING_KEYS, verify.METADATA_KEY], output
-    assert result.seconds < 60, output
+    # How long it took is a benchmark's business (bench/lab_bench.py), not a correctness check.
     assert "The lab " in output and "stays up" in output
 
 

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -104,6 +103,7 @@ class Host:
             f"--state_path={self.workdir}/state\n--rabbit_host=127.0.0.1\n"
             f"--rabbit_virtual_host={self.vhost.name}\n--report_interval=1\n"
             f"--iptables_check_interval=1\n--allow_same_net_traffic={str(allow_same_net).lower()}\n"
+            "--bridge_check_interval=1\n"
         )
         return conf
 
@@ -233,7 +233,9 @@ def test_restart_keeps_the_instance_filtered_and_connected(host):
         assert host.stop() == 0
         assert host.save() == before  # SIGTERM leaves rules (and devices) in place
         host.start()
-        time.sleep(1)
+        # Keep probing through the agent's first moments of serving.
+        seen = answered["sent"]
+        wait_for(lambda: answered["sent"] >= seen + 2, "two more probes after the restart", 30)
     finally:
         stop.set()
         prober.join()
@@ -272,3 +274,82 @@ def test_allow_same_net_traffic_false(host):
     finally:
         host.stop()
         host.start()
+
+
+# What QEMU does with a tap: open it by name (TUNSETIFF with the flags it was
+# made with) and keep the fd. Each line on stdin writes one broadcast frame;
+# the answer is "ok" or the errno (77, EBADFD, once the tap was deleted).
+TAP_HOLDER = """
+import fcntl, os, struct, sys
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH", sys.argv[1].encode(), 0x0002 | 0x1000))
+frame = bytes.fromhex("ffffffffffff" "fa163e000004" "88b5") + bytes(46)
+print("open", flush=True)
+for _ in sys.stdin:
+    try:
+        os.write(fd, frame)
+        print("ok", flush=True)
+    except OSError as exc:
+        print(exc.errno, flush=True)
+"""
+
+
+def _ifindex(host, name: str, netns: str | None = None) -> int:
+    ns = ["ip", "netns", "exec", netns] if netns else ["ip", "netns", "exec", host.cmp.name]
+    out = subprocess.run([*ns, "cat", f"/sys/class/net/{name}/ifindex"], capture_output=True, text=True)
+    return int(out.stdout) if out.returncode == 0 else -1
+
+
+def _ports(host) -> set[str]:
+    out = host.cmp.run(["ip", "-o", "link", "show", "master", "br100"], check=False).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def test_a_deleted_bridge_comes_back_with_every_device_unchanged(host):
+    """issue 11: `ip link del br100` on a compute host, then again across an agent restart."""
+    tap = instance(4, vif_type="tap")
+    host.controller.instances = [instance(1), tap]
+    devname = host.compute.setup_instance(tap)["devname"]
+    guest = ["ip", "-4", "addr", "show", "eth0"]
+    if "10.0.0.2/24" not in host.in_instance("instance-00000001", guest).stdout:
+        host.in_instance("instance-00000001", ["ip", "addr", "add", "10.0.0.2/24", "dev", "eth0"])
+    holder = host.cmp.popen_shared(
+        [sys.executable, "-c", TAP_HOLDER, devname], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+
+        def frame() -> str:
+            holder.stdin.write("x\n")
+            holder.stdin.flush()
+            return holder.stdout.readline().strip()
+
+        assert frame() == "ok"
+        devices = {"vnet0": _ifindex(host, "vnet0"), devname: _ifindex(host, devname)}
+        eth0 = _ifindex(host, "eth0", "instance-00000001")
+        assert host.ping_from_lan("10.0.0.2")
+
+        def unchanged() -> None:
+            assert {name: _ifindex(host, name) for name in devices} == devices
+            assert _ifindex(host, "eth0", "instance-00000001") == eth0
+            assert "10.0.0.2/24" in host.in_instance("instance-00000001", guest).stdout
+            assert frame() == "ok", "the tap QEMU holds open was replaced"
+            wait_for(lambda: host.ping_from_lan("10.0.0.2"), "the instance to answer pings", 10)
+
+        # At run time: the periodic check puts the bridge and its ports back.
+        host.cmp.run(["ip", "link", "del", "br100"])
+        wait_for(lambda: _ports(host) == {"eth2", *devices}, "br100 with all its ports", 20)
+        unchanged()
+
+        # Deleted while the agent is down: its restart re-attaches, replaces nothing.
+        assert host.stop() == 0
+        host.cmp.run(["ip", "link", "del", "br100"])
+        host.start()
+        wait_for(lambda: _ports(host) == {"eth2", *devices}, "br100 with all its ports", 20)
+        unchanged()
+        assert "replacing incomplete VIF" not in host.log.read_text()
+    finally:
+        holder.kill()
+        holder.wait()
+        host.controller.instances = [instance(1)]
+        host.compute.teardown_instance(tap)

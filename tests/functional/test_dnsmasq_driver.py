@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,10 +25,12 @@ import pytest
 from novanet import conf as novanet_conf
 from novanet.dhcp.driver import DnsmasqDriver
 from novanet.dhcp.models import DhcpHost
-from novanet.linux import processutils
+from novanet.linux import processutils, procfs
 from novanet.linux.process import PidFileProcess
 from tests.lib.dhcp import dhcp_network
 from tests.lib.netns import Namespace, veth_between
+from tests.lib.signals import pending_signals, start_blocker
+from tests.lib.wait import poll
 
 pytestmark = pytest.mark.root
 
@@ -109,16 +110,14 @@ class Lab:
         (the seed's "two dnsmasq processes"); only the parents are listed.
         """
         found: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+        for pid in procfs.pids():
             try:
-                raw = Path(f"/proc/{entry}/cmdline").read_bytes()
-                stat = Path(f"/proc/{entry}/stat").read_text()
+                raw = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 continue
-            if f"--dhcp-hostsfile={self.hostsfile}".encode() in raw.split(b"\0"):
-                found[int(entry)] = int(stat[stat.rfind(")") + 2 :].split()[1])
+            stat = procfs.stat(pid)
+            if stat and f"--dhcp-hostsfile={self.hostsfile}".encode() in raw.split(b"\0"):
+                found[pid] = stat.ppid
         return sorted(pid for pid, ppid in found.items() if ppid not in found)
 
     def dhcp(self, mac: str, attempts: int = 3) -> str | None:
@@ -140,20 +139,10 @@ class Lab:
         return self.dnsmasq_log.read_text() if self.dnsmasq_log.exists() else ""
 
     def wait_log(self, pattern: str, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.log()):
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return bool(poll(lambda: re.search(pattern, self.log()), timeout))
 
     def wait_script(self, line: str, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while line not in self.script_calls():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        return bool(poll(lambda: line in self.script_calls(), timeout))
 
 
 def build_topology(srv: Namespace, cli: Namespace, prefix: int = 24) -> None:
@@ -228,10 +217,7 @@ def test_check_alive_restarts_a_killed_dnsmasq(lab):
     driver.enable(NET)
     first = lab.pid()
     os.kill(first, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while driver.active(NET) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not driver.active(NET)
+    assert poll(lambda: not driver.active(NET), 5, 0.02)
     assert driver.check_alive() == [1]
     second = lab.pid()
     assert second != first
@@ -266,10 +252,9 @@ def test_lease_time_change_restarts_dnsmasq(lab):
 
 
 def test_a_foreign_pid_in_the_pid_file_is_never_signalled(lab):
-    # sleep dies of SIGHUP or SIGTERM: if novanet signalled it, it would be gone.
-    sleeper = lab.srv.popen(["sleep", "300"])
+    # It blocks HUP and TERM: a signal novanet sent would stay pending, visible.
+    sleeper = start_blocker(lab.srv.popen)
     try:
-        time.sleep(0.2)
         lab.networks.mkdir(parents=True, exist_ok=True)
         lab.pid_file.write_text(f"{sleeper.pid}\n")
         driver = lab.driver()
@@ -281,8 +266,7 @@ def test_a_foreign_pid_in_the_pid_file_is_never_signalled(lab):
         lab.pid_file.write_text(f"{sleeper.pid}\n")
         lab.hosts = [CIRROS]
         driver.flush(NET)
-        time.sleep(0.1)
-        assert sleeper.poll() is None, "the foreign process was signalled"
+        assert pending_signals(sleeper.pid) == set(), "the foreign process was signalled"
         # Our unnamed dnsmasq was found by its command line and replaced.
         assert lab.dnsmasq_pids() == [lab.pid()]
         assert first not in lab.dnsmasq_pids()

@@ -7,8 +7,8 @@ novanet/dhcp/hostsdir.py relies on), then the driver using it.
 from __future__ import annotations
 
 import os
+import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from tests.functional.test_dnsmasq_driver import (  # noqa: F401 - fixtures
     build_topology,
     workdir,
 )
+from tests.lib.wait import wait_for
 
 pytestmark = pytest.mark.root
 
@@ -68,12 +69,12 @@ class RawDnsmasq:
         assert self.lab.wait_log(f"read {self.dir / name}")
 
     def hup(self) -> None:
-        reads = self.lab.log().count(f"read {self.lab.hostsfile}")
+        # The hostsfile is re-read, then every file of the directory: wait for each.
+        paths = [self.lab.hostsfile, *(p for p in sorted(self.dir.iterdir()) if p.name[0] != ".")]
+        reads = {p: self.lab.log().count(f"read {p}") for p in paths}
         assert self.proc.hup()
-        assert self.lab.wait_log(
-            f"(?s)(read {self.lab.hostsfile}.*){{{reads + 1}}}".replace(".conf", r"\.conf")
-        )
-        time.sleep(0.1)  # the hostsdir files are read right after the hostsfile
+        for path, count in reads.items():
+            assert self.lab.wait_log(f"(?s)(read {re.escape(str(path))}.*){{{count + 1}}}")
 
 
 def test_a_new_file_is_served_without_sighup_and_dotfiles_are_skipped(lab):
@@ -183,7 +184,7 @@ def test_driver_respawn_on_the_fast_path(lab):
     lab.hosts.append(CIRROS)
     driver.flush(NET)
     os.kill(lab.pid(), signal.SIGKILL)
-    time.sleep(0.2)
+    wait_for(lambda: not driver.active(NET), "dnsmasq to die")
     assert driver.check_alive() == [1]
     assert lab.dhcp(CIRROS.mac) == CIRROS.address
     assert os.listdir(lab.networks / "nova-br100.d") == []  # all in the hostsfile

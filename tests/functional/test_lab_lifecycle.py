@@ -14,6 +14,7 @@ import pytest
 from novanet import exception
 from novanet.lab import fabric, relay
 from novanet.lab import lab as lab_mod
+from novanet.linux import procfs
 from tests.functional import test_lab_fabric as fabric_tests
 from tests.functional.test_lab_fabric import LabFactory, ping, plug_instance, run, unique_lab_name
 from tests.lib import netns as netns_lib
@@ -36,11 +37,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
+    stat = procfs.stat(pid)
+    return stat is not None and stat.alive
 
 
 def cmdlines_mentioning(text: str) -> list[int]:
@@ -125,8 +123,8 @@ def test_missing_program_is_reported(lab: lab_mod.Lab) -> None:
 def test_instance_namespace_survives_its_creator(lab: lab_mod.Lab) -> None:
     code = (
         "import time\n"
-        "from pyroute2 import netns\n"
-        "netns.create('instance-00000007')\n"
+        "from novanet.linux.netns import NamespaceFiles\n"  # as the compute agent does
+        "NamespaceFiles().create('instance-00000007')\n"
         "print('namespace', 'created', flush=True)\n"
         "time.sleep(600)\n"
     )

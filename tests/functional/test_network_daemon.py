@@ -54,7 +54,7 @@ class Controller:
             + "--my_ip=192.168.56.200\n--dmz_cidr=10.128.0.0/24\n--host=controller-1\n"
             + f"--state_path={self.state}\n--rabbit_host=127.0.0.1\n"
             + f"--rabbit_virtual_host={vhost.name}\n--dnsmasq_check_interval=1\n"
-            + "--iptables_check_interval=1\n--report_interval=1\n"
+            + "--iptables_check_interval=1\n--report_interval=1\n--bridge_check_interval=1\n"
         )
         self.manage("db", "sync")
         self.manage(
@@ -242,3 +242,48 @@ def test_sigterm_leaves_everything_and_restart_converges(controller):
     assert controller.dnsmasq_pid() == pid  # adopted (SIGHUP), not a second dnsmasq
     filter_rules = controller.iptables("-S")
     assert filter_rules.index("-A INPUT -j nova-network-INPUT") < filter_rules.index("-A INPUT -j foreign")
+
+
+def test_a_deleted_bridge_comes_back_and_dnsmasq_serves_again(controller, vhost):
+    """issue 11: `ip link del br100` on the controller, at run time and while it is down."""
+    transport, api = _rpc(vhost)
+    try:
+        inst = instances.create_instance(
+            controller.db, display_name="vm", hostname="vm", host="compute-1", vif_type="tap"
+        )
+        address = api.allocate_for_instance(instance_uuid=inst.uuid, mac=MAC)["address"]
+        assert f"lease of {address} obtained" in controller.dhcp()
+        controller.vm.run(["ip", "addr", "add", f"{address}/24", "dev", "eth0"])
+
+        def repaired(old_pid: int) -> bool:
+            first = controller.ctl.run(["ip", "-4", "-o", "addr", "show", "br100"], check=False)
+            eth2 = controller.ctl.run(["ip", "-o", "link", "show", "eth2"]).stdout
+            pid = controller.dnsmasq_pid()
+            return (
+                "inet 10.0.0.1/24 brd 10.0.0.255" in first.stdout.split("\n")[0]
+                and "master br100" in eth2
+                and pid is not None
+                and pid != old_pid
+            )
+
+        def serving() -> None:
+            assert f"lease of {address} obtained" in controller.dhcp()  # DHCP answered
+            ping = ["ping", "-c", "1", "-W", "1", address]
+            wait_for(lambda: controller.ctl.run(ping, check=False).returncode == 0, "a ping", 10)
+            assert controller.fixed(address).leased
+
+        old = controller.dnsmasq_pid()
+        controller.ctl.run(["ip", "link", "del", "br100"])
+        wait_for(lambda: repaired(old), "br100, eth2, 10.0.0.1 and a new dnsmasq", 20)
+        serving()
+
+        old = controller.dnsmasq_pid()
+        assert controller.stop() == 0
+        controller.ctl.run(["ip", "link", "del", "br100"])
+        controller.start()
+        wait_for(lambda: repaired(old), "br100, eth2, 10.0.0.1 and a new dnsmasq", 20)
+        serving()
+        api.deallocate_for_instance(instance_uuid=inst.uuid)
+    finally:
+        controller.vm.run(["ip", "addr", "flush", "dev", "eth0"], check=False)
+        transport.cleanup()

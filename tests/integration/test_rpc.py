@@ -85,10 +85,8 @@ def test_call_to_an_absent_host_times_out(transport):
     import oslo_messaging
 
     api = ComputeAPI(transport)
-    started = time.monotonic()
     with pytest.raises(oslo_messaging.MessagingTimeout):
         api.setup_instance(CIRROS, timeout=1)
-    assert time.monotonic() - started < 5
 
 
 def test_manage_reports_an_absent_network_service(transport, vhost):

@@ -1,7 +1,8 @@
 """Polling with a deadline, for tests that wait on daemons and the kernel.
 
-One loop for the whole tree: novanet.lab.daemons.wait_until (the lab's own
-waits); these are its two test flavours.
+One loop for the whole tree: :func:`novanet.wait.wait_until`; these are its
+two test flavours (a falsy result, or an AssertionError naming what was
+awaited).
 """
 
 from __future__ import annotations
@@ -9,18 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from novanet.lab.daemons import wait_until
+from novanet.wait import poll
+
+__all__ = ["poll", "wait_for"]
 
 
-def poll(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """The predicate's first true value, or None after ``timeout`` seconds."""
-    try:
-        return wait_until(predicate, "poll", timeout, interval)
-    except TimeoutError:
-        return None
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0, interval: float = 0.1) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], what: str, timeout: float = 15.0, interval: float = 0.1
+) -> Any:
     """The predicate's first true value; AssertionError naming ``what`` after ``timeout``."""
     value = poll(predicate, timeout, interval)
     if not value:

@@ -163,7 +163,6 @@ def test_socket_rejects_malformed_requests(setup, tmp_path):
 def test_the_installed_script_answers_old_without_python(tmp_path):
     """dnsmasq sends one `old` per lease at every SIGHUP: they must cost no Python start-up."""
     import shutil
-    import time
     from pathlib import Path
 
     script = Path(sys.executable).parent / "novanet-dhcpbridge"
@@ -174,12 +173,10 @@ def test_the_installed_script_answers_old_without_python(tmp_path):
     shutil.copy(script, fake_bin / "novanet-dhcpbridge")
     (fake_bin / "python3").write_text("#!/bin/sh\necho started python >&2\nexit 99\n")
     (fake_bin / "python3").chmod(0o755)
-    started = time.monotonic()
     for _ in range(50):
         proc = subprocess.run([str(fake_bin / "novanet-dhcpbridge"), "old", "fa:16:3e:00:00:01", "10.0.0.2"],
                               capture_output=True, text=True)
-        assert proc.returncode == 0 and proc.stderr == ""
-    assert time.monotonic() - started < 2.0
+        assert proc.returncode == 0 and proc.stderr == ""  # python3 would have said so
     other = subprocess.run([str(fake_bin / "novanet-dhcpbridge"), "add", "fa:16:3e:00:00:01", "10.0.0.2"],
                            capture_output=True, text=True)
     assert other.returncode == 99 and "started python" in other.stderr

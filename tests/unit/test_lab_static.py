@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from collections.abc import Callable
 
 import pytest
@@ -18,6 +17,8 @@ from novanet import exception
 from novanet.conf import loader, new_conf
 from novanet.lab import guest, mounts, nodeconf, procs, relay, state
 from novanet.lab.topology import IFNAMSIZ, Topology, lab_id_for, seed_topology
+from novanet.linux import procfs
+from novanet.wait import poll
 
 
 def test_seed_topology_names_and_addresses() -> None:
@@ -71,6 +72,7 @@ def test_nova_conf_for_controller_and_compute() -> None:
         "--rabbit_virtual_host=nl-demo\n"
         "--iptables_check_interval=2\n"
         "--dnsmasq_check_interval=2\n"
+        "--bridge_check_interval=2\n"
         "--report_interval=2\n"
         "--service_down_time=10\n"
     )
@@ -138,12 +140,7 @@ def test_guest_lease_file(tmp_path: os.PathLike[str]) -> None:
 
 
 def _wait(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+    return bool(poll(predicate, timeout, 0.02))
 
 
 def state_text(path: str) -> str:
@@ -153,11 +150,10 @@ def state_text(path: str) -> str:
 
 def group_members(pgid: int) -> list[tuple[int, int]]:
     members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = procs.proc_stat(int(entry))
-            if stat and stat[1] == pgid and stat[0] not in ("Z", "X"):
-                members.append((int(entry), stat[2]))
+    for pid in procfs.pids():
+        stat = procfs.stat(pid)
+        if stat and stat.pgrp == pgid and stat.alive:
+            members.append((pid, stat.starttime))
     return members
 
 

@@ -22,7 +22,6 @@ millisecond.
 
 from __future__ import annotations
 
-import _socket
 import ctypes
 import errno
 import os
@@ -34,54 +33,20 @@ from pyroute2.netlink import NETLINK_NETFILTER, NLM_F_REQUEST, NLMSG_ERROR
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
 from pyroute2.netlink.nfnetlink.nftsocket import NFT_MSG_GETGEN, nft_gen_msg
 
-CLONE_NEWNET = 0x40000000
-NETNS_DIR = "/run/netns"
-_THREAD_NS = "/proc/thread-self/ns/net"
+from novanet.linux.netlink import NetlinkError
+from novanet.linux.netns import NamespaceFiles
 
 # <linux/netfilter_ipv4/ip_tables.h>
 IPT_SO_GET_INFO = 64
 _IPT_GETINFO_SIZE = 84  # name[32], valid_hooks, hook_entry[5], underflow[5], num_entries, size
 
 
-class _Libc:
-    def __init__(self) -> None:
-        self.lib = ctypes.CDLL(None, use_errno=True)
-
-    def setns(self, fd: int) -> None:
-        if self.lib.setns(fd, CLONE_NEWNET) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"setns: {os.strerror(code)}")
-
-
-def socket_in_netns(
-    libc: _Libc, netns: str | None, family: int, kind: int, proto: int
-) -> socket.socket:
-    """A socket created inside network namespace ``netns`` (None: our own).
-
-    setns(2) moves only the calling thread; the socket stays bound to the
-    namespace it was created in after the thread switches back. The C-level
-    socket call keeps eventlet from yielding while the thread is elsewhere.
-    """
-    if netns is None:
-        return socket.socket(family, kind, proto)
-    target = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY | os.O_CLOEXEC)
+def _socket_in(netns: str | None, family: int, kind: int, proto: int) -> socket.socket:
+    """A socket in ``netns``; a probe's failures are OSErrors (the runner then reads tables)."""
     try:
-        own = os.open(_THREAD_NS, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            libc.setns(target)
-            try:
-                raw = _socket.socket(family, kind, proto)
-            finally:
-                try:
-                    libc.setns(own)
-                except OSError as exc:  # pragma: no cover - needs a broken kernel
-                    os.write(2, f"novanet: cannot return to own namespace: {exc}\n".encode())
-                    os._exit(70)
-        finally:
-            os.close(own)
-    finally:
-        os.close(target)
-    return socket.socket(family, kind, proto, fileno=raw.detach())
+        return NamespaceFiles().socket(netns, family, kind, proto)
+    except NetlinkError as exc:
+        raise OSError(exc.errno or errno.ENOENT, str(exc)) from None
 
 
 class NftGeneration:
@@ -91,7 +56,6 @@ class NftGeneration:
 
     def __init__(self, netns: str | None = None) -> None:
         self._netns = netns
-        self._libc = _Libc()
         self._sock: socket.socket | None = None
         self._seq = 0
 
@@ -134,9 +98,7 @@ class NftGeneration:
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            sock = socket_in_netns(
-                self._libc, self._netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER
-            )
+            sock = _socket_in(self._netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
             sock.settimeout(5.0)
             sock.bind((0, 0))
             self._sock = sock
@@ -151,12 +113,11 @@ class LegacyTableShape:
     def __init__(self, tables: Sequence[str], netns: str | None = None) -> None:
         self._tables = tuple(tables)
         self._netns = netns
-        self._libc = _Libc()
+        # getsockopt with a caller-made buffer: the socket module cannot pass one.
+        self._libc = ctypes.CDLL(None, use_errno=True)
 
     def token(self) -> tuple[tuple[int, ...] | None, ...]:
-        sock = socket_in_netns(
-            self._libc, self._netns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW
-        )
+        sock = _socket_in(self._netns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         try:
             return tuple(self._info(sock.fileno(), table) for table in self._tables)
         finally:
@@ -173,7 +134,7 @@ class LegacyTableShape:
     def _info(self, fd: int, table: str) -> tuple[int, ...] | None:
         buf = ctypes.create_string_buffer(table.encode(), _IPT_GETINFO_SIZE)
         length = ctypes.c_uint32(_IPT_GETINFO_SIZE)
-        result = self._libc.lib.getsockopt(
+        result = self._libc.getsockopt(
             fd, socket.SOL_IP, IPT_SO_GET_INFO, buf, ctypes.byref(length)
         )
         if result != 0:

@@ -8,7 +8,6 @@ import pathlib
 import shutil
 import signal
 import tempfile
-import time
 
 import pytest
 
@@ -19,6 +18,7 @@ from novanet.exception import ProcessExecutionError
 from novanet.linux.fakes.process import FakeProcessTable
 from tests.lib.dhcp import dhcp_network
 from tests.lib.paths import SEED
+from tests.lib.reloads import ManualReloads
 from tests.unit.dhcp.fake_dnsmasq import FakeDnsmasq
 
 NET = dhcp_network("10.0.0.0/16")
@@ -307,13 +307,16 @@ def test_additions_go_to_the_hostsdir_without_sighup(big):
 
 def test_burst_on_the_fast_path_gives_few_files_and_no_sighup(big):
     big.hosts[1] = [host(i) for i in range(20)]
-    driver = big.driver()
+    manual = ManualReloads()  # however slow the machine, the burst is one coalesced run
+    driver = big.driver(reloader=manual.reloader)
     driver.enable(NET)
     for i in range(20, 1020):
         big.hosts[1].append(host(i))
         driver.reload_allocations(NET)
-    assert driver.wait_idle(NET, 5)
-    assert driver.stats(NET).hostsdir_files <= 3
+    assert driver.stats(NET).hostsdir_files == 1  # the first, at once; the rest coalesced
+    assert manual.run_pending() == 1
+    assert driver.wait_idle(NET, 0)
+    assert driver.stats(NET).hostsdir_files == 2
     assert big.running().hups == 0
     assert len(big.dnsmasq.served()) == 1020
 
@@ -395,18 +398,18 @@ def test_daemon_restart_on_the_fast_path_compacts_once(big):
 
 
 def test_no_sighup_storm_while_dnsmasq_is_busy(env):
-    driver = env.driver()
+    manual = ManualReloads()
+    driver = env.driver(reloader=manual.reloader)
     driver.enable(NET)
     proc = env.running()
     proc.busy = True  # re-reading a big hostsfile after an earlier SIGHUP
     for i in range(20):
         env.hosts[1].append(host(i))
         driver.reload_allocations(NET)
-
-    time.sleep(0.3)
     assert proc.hups == 0  # deferred, not queued
     proc.busy = False
-    assert driver.wait_idle(NET, 5)
+    assert manual.run_pending() == 1
+    assert driver.wait_idle(NET, 0)
     assert proc.hups == 1  # one SIGHUP for all twenty
     assert len(env.dnsmasq.served()) == 20
 
@@ -437,17 +440,18 @@ def test_a_busy_dnsmasq_gets_its_sighup_after_max_defer(env, monkeypatch):
 def test_a_big_burst_is_written_in_pieces_while_dnsmasq_is_idle(big, monkeypatch):
     monkeypatch.setattr("novanet.dhcp.sync.FILE_WORK", 100)  # 16 lines a file
     big.hosts[1] = [host(i) for i in range(20)]
-    driver = big.driver()
+    manual = ManualReloads()
+    driver = big.driver(reloader=manual.reloader)
     driver.enable(NET)
     proc = big.running()
     proc.busy = True
     for i in range(20, 120):
         big.hosts[1].append(host(i))
         driver.reload_allocations(NET)
-    time.sleep(0.3)
     assert driver.stats(NET).hostsdir_files == 0  # nothing while dnsmasq is busy
     proc.busy = False
-    assert driver.wait_idle(NET, 5)
+    assert manual.run_pending() >= 1
+    assert driver.wait_idle(NET, 0)
     files = sorted(os.listdir(big.hostsdir))
     assert len(files) == 7  # 100 hosts, 16 a file
     assert all(len((big.hostsdir / f).read_text().splitlines()) <= 16 for f in files)

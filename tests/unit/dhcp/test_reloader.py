@@ -8,6 +8,7 @@ import time
 import pytest
 
 from novanet.dhcp.reloader import CoalescingReloader
+from tests.lib.reloads import ManualReloads
 
 
 class Action:
@@ -20,13 +21,18 @@ class Action:
         self.generation = 0
         self.fail = False
         self.lock = threading.Lock()
+        self.started = threading.Event()  # a run began
+        self.go = threading.Event()  # with hold: a run may finish
+        self.go.set()
 
     def __call__(self, urgent: bool = False) -> None:
         with self.lock:
             self.active += 1
             self.overlap |= self.active > 1
             self.seen.append(self.generation)
+        self.started.set()
         try:
+            assert self.go.wait(30), "the test never let the run finish"
             time.sleep(self.duration)
             if self.fail:
                 raise RuntimeError("boom")
@@ -55,15 +61,19 @@ def test_burst_of_100_requests_gives_at_most_3_runs_and_covers_the_last():
 
 
 def test_requests_during_a_run_cause_exactly_one_more_run():
-    action = Action(duration=0.2)
-    reloader = CoalescingReloader(action, 0.0)
+    action = Action()
+    manual = ManualReloads()
+    reloader = manual.reloader(action, 0.0)
+    action.go.clear()
     first = threading.Thread(target=reloader.request)
     first.start()
-    time.sleep(0.05)
+    assert action.started.wait(30)
     for _ in range(20):
         reloader.request()  # returns at once: dirty flag only
+    assert action.runs == 0 and len(manual.workers) == 1
+    action.go.set()
     first.join()
-    assert reloader.wait_idle(5)
+    assert manual.run_pending() == 1
     assert action.runs == 2
     assert not action.overlap
 
@@ -108,11 +118,11 @@ def test_flush_runs_synchronously_and_raises():
 
 
 def test_flush_waits_for_a_run_in_progress():
-    action = Action(duration=0.2)
+    action = Action(duration=0.05)
     reloader = CoalescingReloader(action, 0.0)
     thread = threading.Thread(target=reloader.request)
     thread.start()
-    time.sleep(0.05)
+    assert action.started.wait(30)
     reloader.flush()
     assert action.runs == 2
     assert not action.overlap
@@ -130,15 +140,16 @@ def test_request_errors_are_logged_not_raised(caplog):
 
 def test_close_drops_pending_requests():
     action = Action()
-    reloader = CoalescingReloader(action, 0.2)
+    manual = ManualReloads()
+    reloader = manual.reloader(action, 0.2)
     reloader.request()
     reloader.request()  # pending, 0.2 s later
     reloader.close()
-    assert reloader.wait_idle(2)
-    time.sleep(0.3)
+    manual.run_pending()  # the delay passed: the pending run would go now
     assert action.runs == 1
+    assert reloader.wait_idle(0)
     reloader.request()
-    assert action.runs == 1
+    assert action.runs == 1 and manual.workers == []
 
 
 def test_an_action_can_ask_to_be_run_again():

@@ -28,6 +28,7 @@ class FakeDhcp:
         self.enabled: dict[int, DhcpNetwork] = {}
         self.hosts: dict[int, list[DhcpHost]] = {}
         self.released: list[tuple[str, str, list[DhcpHost]]] = []
+        self.restarts: list[int] = []  # network ids, each time dnsmasq was restarted
 
     def enable(self, network: DhcpNetwork) -> None:
         self.enabled[network.id] = network
@@ -48,6 +49,10 @@ class FakeDhcp:
 
     def check_alive(self) -> list[int]:
         return []
+
+    def restart(self, network: DhcpNetwork) -> None:
+        self.restarts.append(network.id)
+        self.enable(network)
 
 
 class FakeCompute:
