@@ -118,8 +118,8 @@ class ComputeManager:
     def _ensure_bridge(self, bridge: str) -> None:
         if bridge in self._bridges:
             return
-        for step in self.bridges.setup_compute(bridge, self.conf.flat_interface):
-            LOG.info("%s: %s", bridge, step)
+        # The bridge manager logs each step it applies.
+        self.bridges.setup_compute(bridge, self.conf.flat_interface)
         self._bridges.add(bridge)
 
     def _declare_base(self) -> None:
@@ -180,8 +180,7 @@ class ComputeManager:
                     # deleted while we were away) and rewrites only chains that
                     # differ, in one read and one restore (full_sync ignores the
                     # deferral, so nothing is left to apply after it).
-                    for line in self.iptables.full_sync():
-                        LOG.info("iptables: %s", line)
+                    self.iptables.full_sync()  # logs each change it makes
             # Rules are in place: now devices may come up.
             present = {vif.mac: vif for vif in self.vifs.list()}
             plugged = failed = 0
@@ -295,13 +294,12 @@ class ComputeManager:
             return list(self._instances.values())
 
     def check_iptables(self) -> None:
-        if not self._synced:
-            return
-        repaired = self.iptables.check_and_repair()
-        if repaired:
-            LOG.warning(
-                "iptables rules were changed by someone else; repaired: %s", "; ".join(repaired)
-            )
+        if self._synced:
+            self.iptables.check_and_repair()  # logs each repair it makes
+
+    def instance_count(self) -> int:
+        """Instances plugged here (for the metrics)."""
+        return len(self._instances)
 
 
 def _with_devname(inst: InstanceNetwork, devname: str | None) -> InstanceNetwork:

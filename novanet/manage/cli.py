@@ -16,6 +16,7 @@ from typing import TextIO
 
 from oslo_config import cfg
 
+from novanet import __version__
 from novanet import conf as novanet_conf
 from novanet.conf import loader
 from novanet.exception import NovanetError
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format of list/show commands",
     )
     parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(
         dest="category", metavar="CATEGORY", required=True, parser_class=_Parser
     )

@@ -22,7 +22,7 @@ from novanet.db import instances, services
 from novanet.db.api import Database
 from novanet.dhcp.labels import dns_label
 from novanet.dhcp.models import DhcpHost, DhcpNetwork
-from novanet.exception import NotFound, NovanetError, ServiceUnavailable
+from novanet.exception import Conflict, NotFound, NovanetError, ServiceUnavailable
 from novanet.ipam import networks as nets
 from novanet.ipam import pool, queries
 from novanet.ipam.networks import NetworkRow
@@ -110,7 +110,9 @@ class NetworkManager:
             for net in current:
                 self._setup_bridge(net)
             self._declare_rules(current)
-            LOG.info("iptables: %s", "; ".join(self.iptables.full_sync()) or "already in place")
+            # The iptables manager logs each change it makes: only say when there was none.
+            if not self.iptables.full_sync():
+                LOG.info("iptables: already in place")
             for net in current:
                 self.dhcp.enable(dhcp_network(net))
             self._networks = {net.id: net for net in current}
@@ -119,11 +121,10 @@ class NetworkManager:
     def _setup_bridge(self, net: NetworkRow) -> None:
         prefix = net.cidr.split("/")[1]
         interface = net.bridge_interface or self.conf.flat_interface
-        steps = self.bridges.setup_controller(
+        # The bridge manager logs every step it applies (naming the bridge).
+        self.bridges.setup_controller(
             net.bridge, interface, f"{net.dhcp_server}/{prefix}", net.broadcast
         )
-        for step in steps:
-            LOG.info("%s: %s", net.bridge, step)
 
     def _declare_rules(self, current: list[NetworkRow]) -> None:
         wanted = controller_rules.controller_rules(
@@ -159,6 +160,11 @@ class NetworkManager:
             LOG.info("networks changed: %s", "; ".join(changes))
             return changes
 
+    def serving(self) -> list[NetworkRow]:
+        """The networks this host serves now (what init_host/refresh_networks set up)."""
+        with self._lock:
+            return sorted(self._networks.values(), key=lambda n: n.id)
+
     def hosts(self, network_id: int) -> list[DhcpHost]:
         """dnsmasq's hosts for a network (the driver's hosts provider)."""
         return [
@@ -180,16 +186,13 @@ class NetworkManager:
                 ", ".join(freed),
             )
 
-    def check_dnsmasq(self) -> None:
-        for network_id in self.dhcp.check_alive():
-            LOG.warning("dnsmasq of network %d was not running: started it again", network_id)
+    def check_dnsmasq(self) -> list[int]:
+        """Restart dead dnsmasqs (the driver logs each); the ids of their networks."""
+        return self.dhcp.check_alive()
 
-    def check_iptables(self) -> None:
-        repaired = self.iptables.check_and_repair()
-        if repaired:
-            LOG.warning(
-                "iptables rules were changed by someone else; repaired: %s", "; ".join(repaired)
-            )
+    def check_iptables(self) -> list[str]:
+        """Repair our chains if someone changed them (the iptables manager logs each repair)."""
+        return list(self.iptables.check_and_repair())
 
     # -- instances ------------------------------------------------------------------
 
@@ -233,6 +236,12 @@ class NetworkManager:
     def check_host_up(self, host: str) -> None:
         for svc in services.list_services(self.db):
             if svc.host == host and svc.binary == "novanet-compute":
+                if svc.disabled:
+                    # nova-manage's semantics: running instances stay, new ones go elsewhere.
+                    raise Conflict(
+                        f"compute host {host} is disabled: it takes no new instances "
+                        f"('novanet-manage service enable {host} novanet-compute' to undo)"
+                    )
                 if svc.is_up(self.conf.service_down_time):
                     return
                 since = f"{svc.updated_at:%Y-%m-%d %H:%M:%S}"
