@@ -26,7 +26,10 @@ DEFAULT_PORTS = {"novanet-network": 9781, "novanet-compute": 9782, "novanet-meta
 
 
 def parse_listen(value: str, program: str) -> tuple[str, int] | None:
-    """``ADDRESS[:PORT]`` (``[v6]:PORT`` for IPv6) -> (address, port); None when off."""
+    """``ADDRESS[:PORT]`` (``[v6]:PORT`` for IPv6) -> (address, port); None when off.
+
+    Port 0 takes any free port (the log line says which): for tests.
+    """
     value = value.strip()
     if not value:
         return None
@@ -42,8 +45,8 @@ def parse_listen(value: str, program: str) -> tuple[str, int] | None:
 
 
 def _port(raw: str, value: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise NovanetError(f"metrics_listen {value!r}: the port must be a number 1-65535")
+    if not raw.isdigit() or not 0 <= int(raw) < 65536:
+        raise NovanetError(f"metrics_listen {value!r}: the port must be a number 0-65535")
     return int(raw)
 
 
