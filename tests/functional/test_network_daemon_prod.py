@@ -118,6 +118,23 @@ def test_it_does_its_job_with_only_the_units_capabilities(controller):
     wait_for(lambda: controller.iptables("-S") == _seed("controller-iptables-filter.txt"), "the repair", 10)
 
 
+def test_one_line_per_event(controller):
+    """Bridge steps and iptables changes were logged twice (by the applier and its caller)."""
+    log = controller.log.read_text()
+    # (logger, message) of every line: "... INFO novanet.linux.bridge: create bridge br100 ..."
+    records = [
+        (line.split(": ", 1)[0].split()[-1], line.split(": ", 1)[1])
+        for line in log.splitlines() if ": " in line
+    ]
+    for needle in ("create bridge br100", "attach eth2 to br100", "10.0.0.1/24 brd"):
+        assert sum(needle in message for _, message in records) == 1, (needle, log)
+    synced = [(name, m) for name, m in records if m.startswith("iptables full sync: ")]
+    assert synced, log
+    for name, message in synced:
+        change = message.split(": ", 1)[1]
+        assert not [m for other, m in records if other != name and change in m], (change, log)
+
+
 def test_metrics_and_health(controller):
     status, body = controller.http("/healthz")
     assert status == 200 and body.startswith("ok\n"), body
