@@ -40,4 +40,6 @@ class ServerEndpoint:
                     if timer is not None:
                         timer.done(outcome)
 
+        # Made once per method: __getattr__ is not called again for it.
+        self.__dict__[name] = call
         return call
