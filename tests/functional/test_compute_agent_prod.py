@@ -2,7 +2,8 @@
 
 The agent runs in the compute namespace of test_compute_agent (the test
 plays the controller over the real RabbitMQ) as root bounded to exactly the
-capabilities of systemd/novanet-compute.service, with no_new_privs, and
+capabilities of systemd/novanet-compute.service, with no_new_privs, its
+system-call filter and MemoryDenyWriteExecute (tests/lib/sandbox.py), and
 NOTIFY_SOCKET pointing at a real unix datagram socket of this test. Its
 instances are tap VIFs (what that unit is for).
 """
@@ -20,8 +21,8 @@ import pytest
 from novanet.rpc import context
 from tests.functional.test_compute_agent import BIN, Host, instance
 from tests.lib.broker import transport
-from tests.lib.paths import world_readable_dir
-from tests.lib.units import NotifySocket, setpriv
+from tests.lib.paths import ROOT, world_readable_dir
+from tests.lib.units import NotifySocket, sandboxed
 from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.rabbit]
@@ -39,8 +40,8 @@ class SystemdHost(Host):
         env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path), WATCHDOG_USEC="2000000")
         mark = self.log.read_text().count("serving RPC") if self.log.exists() else 0
         self.proc = self.cmp.popen_shared(
-            [*setpriv(UNIT), str(BIN / "novanet-compute"), "--flagfile", str(conf)],
-            stdout=open(self.log, "a"), stderr=subprocess.STDOUT, env=env,  # noqa: SIM115
+            [*sandboxed(UNIT), str(BIN / "novanet-compute"), "--flagfile", str(conf)],
+            stdout=open(self.log, "a"), stderr=subprocess.STDOUT, env=env, cwd=str(ROOT),  # noqa: SIM115
         )
         try:
             wait_for(lambda: self.log.read_text().count("serving RPC") > mark, "the agent to serve RPC", timeout)
@@ -76,6 +77,7 @@ def test_it_does_its_job_with_only_the_units_capabilities(host):
     )
     assert int(status["CapBnd"], 16) == 1 << 12  # CAP_NET_ADMIN alone
     assert status["NoNewPrivs"].strip() == "1"
+    assert status["Seccomp"].strip() == "2"  # the unit's SystemCallFilter (tests/lib/sandbox.py)
     # the instance the controller listed: a tap on br100 and its chain
     assert "master br100" in host.cmp.run(["ip", "-o", "link", "show", "vnet0"]).stdout
     assert "tun" in host.cmp.run(["ip", "-d", "link", "show", "vnet0"]).stdout

@@ -42,6 +42,13 @@ UNPRIVILEGED = [
     "setpriv", f"--reuid={METADATA_UID}", f"--regid={METADATA_UID}", "--clear-groups",
     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
 ]
+# The unit's system-call filter and MemoryDenyWriteExecute (tests/lib/sandbox.py).
+# Not combined with UNPRIVILEGED: this virtualenv's interpreter lives under
+# /root, which only setpriv's own exec can still reach.
+SANDBOXED = [
+    "setpriv", "--no-new-privs", "--",
+    sys.executable, "-m", "tests.lib.sandbox", "novanet-metadata.service", "--",
+]
 
 
 class Lab:
@@ -83,10 +90,12 @@ class Lab:
         path.chmod(0o644)
         return path
 
-    def start(self, conf: Path, log: str = "metadata.log") -> subprocess.Popen[str]:
+    def start(
+        self, conf: Path, log: str = "metadata.log", prefix: list[str] = UNPRIVILEGED
+    ) -> subprocess.Popen[str]:
         logfile = open(self.tmp / log, "w")  # noqa: SIM115 - lives as long as the process
         proc = self.ctl.popen(
-            [*UNPRIVILEGED, sys.executable, "-m", "novanet.cmd.metadata", "--config-file", str(conf)],
+            [*prefix, sys.executable, "-m", "novanet.cmd.metadata", "--config-file", str(conf)],
             stdout=logfile,
             stderr=subprocess.STDOUT,
             cwd=str(ROOT),
@@ -180,6 +189,25 @@ def test_it_runs_unprivileged_and_touches_no_firewall(lab: Lab) -> None:
     assert fields["NoNewPrivs"].strip() == "1"
     listing = lab.ctl.run(["iptables-save"]).stdout
     assert "nova-api" not in listing  # novanet-network installs those (not running here)
+
+
+def test_it_works_under_the_units_syscall_filter(lab: Lab) -> None:
+    conf = lab.write_conf("seccomp.conf", metadata_port=8780)
+    proc = lab.start(conf, log="seccomp.log", prefix=SANDBOXED)
+    try:
+        lab.wait_serving(proc, log="seccomp.log")
+        assert lab.wget(f"http://{HOST}:8780/latest/meta-data/instance-id").stdout == "i-00000001"
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        assert "Seccomp:\t2" in status  # a filter is loaded
+        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (lab.tmp / "seccomp.log").read_text()
+    assert "Traceback" not in log and "novanet-metadata stopped" in log
 
 
 def test_it_reports_its_heartbeat(lab: Lab) -> None:

@@ -2,8 +2,10 @@
 
 The daemon runs in the seed-like controller namespace of test_network_daemon,
 as root with only the capabilities systemd/novanet-network.service bounds it
-to and no_new_privs, with NOTIFY_SOCKET pointing at a real unix datagram
-socket of this test and WATCHDOG_USEC set.
+to, no_new_privs, the unit's system-call filter and MemoryDenyWriteExecute
+(emulated with seccomp and PR_SET_MDWE: tests/lib/sandbox.py), with
+NOTIFY_SOCKET pointing at a real unix datagram socket of this test and
+WATCHDOG_USEC set.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ import pytest
 
 from novanet.db import instances
 from tests.functional.test_network_daemon import BIN, MAC, Controller, _rpc, _seed
-from tests.lib.paths import world_readable_dir
-from tests.lib.units import NotifySocket, setpriv
+from tests.lib.paths import ROOT, world_readable_dir
+from tests.lib.units import NotifySocket, sandboxed
 from tests.lib.wait import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.rabbit]
@@ -41,8 +43,8 @@ class SystemdController(Controller):
         env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path), WATCHDOG_USEC=str(WATCHDOG_USEC))
         log = open(self.log, "a")  # noqa: SIM115 - kept by the child
         self.proc = self.ctl.popen(
-            [*setpriv(UNIT), str(BIN / "novanet-network"), "--flagfile", str(self.flagfile)],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            [*sandboxed(UNIT), str(BIN / "novanet-network"), "--flagfile", str(self.flagfile)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT),
         )
         try:
             wait_for(lambda: "serving RPC" in self.log.read_text(), "novanet-network to serve RPC", 30)
@@ -94,6 +96,7 @@ def test_it_does_its_job_with_only_the_units_capabilities(controller):
     fields = dict(line.split(":", 1) for line in status.splitlines())
     assert int(fields["CapBnd"], 16) < int(Path("/proc/self/status").read_text().split("CapBnd:")[1].split()[0], 16)
     assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2"  # the unit's SystemCallFilter (tests/lib/sandbox.py)
     # the seed's controller: bridge, gateway, every rule (nova-api-* included)
     br100 = controller.ctl.run(["ip", "-4", "-o", "addr", "show", "br100"]).stdout
     assert "inet 10.0.0.1/24 brd 10.0.0.255" in br100
@@ -172,6 +175,8 @@ def test_sighup_reloads_and_never_exits(controller):
             "applied: debug False -> True, report_interval 1 -> 2" in new
         ), new
         assert "only taken into account after a restart: dhcp_lease_time 86400 -> 3600" in new
+        # debug is on: the commands of the repair this provokes are logged
+        controller.ctl.run(["iptables", "-F", "nova-api-INPUT"])
         wait_for(lambda: " DEBUG " in controller.log.read_text()[len(log_before):], "a DEBUG line")
         # a broken file changes nothing and stops nothing
         controller.flagfile.write_text(original + "--dhcp_lease_time=soon\n")

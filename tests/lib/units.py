@@ -42,6 +42,16 @@ def setpriv(unit: str) -> list[str]:
     return [*prefix, "--"]
 
 
+def sandboxed(unit: str) -> list[str]:
+    """setpriv's limits, then the unit's system-call filter and W^X (tests/lib/sandbox.py).
+
+    The command must run with the source tree as working directory.
+    """
+    import sys
+
+    return [*setpriv(unit), sys.executable, "-m", "tests.lib.sandbox", unit, "--"]
+
+
 class NotifySocket:
     """A unix datagram socket standing in for systemd's NOTIFY_SOCKET."""
 
