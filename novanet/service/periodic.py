@@ -50,7 +50,6 @@ class PeriodicRunner:
         self.stuck_after = stuck_after
         self._clock = clock
         self._stop = threading.Event()
-        self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def add(
