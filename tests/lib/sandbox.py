@@ -8,7 +8,8 @@ would impose with the kernel's own mechanisms: the system-call allow list
 ``systemd-analyze syscall-filter``, everything else failing with EPERM as
 ``SystemCallErrorNumber=EPERM`` says) loaded with libseccomp, and
 ``prctl(PR_SET_MDWE)`` for ``MemoryDenyWriteExecute=yes`` (no mapping may
-become writable and executable). Both are inherited by everything the
+become writable and executable), and ``RestrictAddressFamilies=`` as systemd
+implements it: ``socket()`` of any other family fails (EAFNOSUPPORT). Both are inherited by everything the
 program starts (dnsmasq, the dhcp-script). It must run with no_new_privs
 (setpriv's --no-new-privs before it): the kernel requires it for seccomp.
 """
@@ -24,6 +25,7 @@ import sys
 from tests.lib.units import directives
 
 SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_CMP_EQ = 4
 PR_SET_MDWE = 65
 PR_MDWE_REFUSE_EXEC_GAIN = 1
 # systemd.exec(5): permitted whatever the filter says
@@ -68,15 +70,43 @@ def allowed(unit: str) -> set[str]:
     return allow | ALWAYS
 
 
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
+
+
+def families(unit: str) -> list[int] | None:
+    """The address family numbers the unit allows (None: no restriction)."""
+    import socket
+
+    values = " ".join(directives(unit, "RestrictAddressFamilies")).split()
+    return [int(getattr(socket, name)) for name in values] if values else None
+
+
 def apply(unit: str) -> None:
     lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+    lib.seccomp_rule_add_exact.argtypes = [
+        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, _ArgCmp
+    ]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     ctx = lib.seccomp_init(0x00050000 | errno.EPERM)  # SCMP_ACT_ERRNO(EPERM)
+    allowed_families = families(unit)
+    socket_nr = lib.seccomp_syscall_resolve_name(b"socket")
     for name in sorted(allowed(unit)):
         number = lib.seccomp_syscall_resolve_name(name.encode())
+        if number == socket_nr and allowed_families is not None:
+            for family in allowed_families:
+                cmp = _ArgCmp(0, SCMP_CMP_EQ, family, 0)
+                if lib.seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, number, 1, cmp) != 0:
+                    raise OSError(f"seccomp_rule_add(socket, family {family}) failed")
+            continue
         # names of other architectures resolve to nothing (negative)
         if number >= 0 and lib.seccomp_rule_add(ctx, SCMP_ACT_ALLOW, number, 0) != 0:
             raise OSError(f"seccomp_rule_add({name}) failed")
