@@ -13,6 +13,8 @@ declare -A wanted=(
     [tcpdump]=tcpdump
     [ping]=iputils-ping
     [nsenter]=util-linux
+    [setpriv]=util-linux
+    [systemd-analyze]=systemd
 )
 missing=()
 for program in "${!wanted[@]}"; do

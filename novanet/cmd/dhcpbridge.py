@@ -97,8 +97,32 @@ def _direct(event: dict[str, object], environ: dict[str, str]) -> dict[str, obje
     return leases.handle_direct(event, environ)
 
 
+USAGE = """\
+usage: novanet-dhcpbridge init | add|old|del MAC IP [HOSTNAME]
+
+dnsmasq's --dhcp-script for novanet-network (dnsmasq runs it; see the README).
+  init                  print the network's leases (dnsmasq reads them at start)
+  add|del MAC IP [NAME] a lease was handed out / released: record it
+  old MAC IP [NAME]     a lease was renewed or re-read: nothing to do
+
+environment (set by novanet-network when it starts dnsmasq):
+  NOVANET_NETWORK_ID         id of the network of this dnsmasq
+  NOVANET_CONFIG_FILES       JSON list of [kind, path]: the configuration files
+  NOVANET_DHCPBRIDGE_SOCKET  unix socket of the running novanet-network
+exit codes: 0 done, 1 runtime failure, 2 bad arguments or environment
+"""
+
+
 def run(argv: list[str], environ: dict[str, str], out: object = sys.stdout) -> int:
     if argv[:1] == ["old"]:
+        return 0
+    if argv[:1] in (["-h"], ["--help"]):
+        out.write(USAGE)  # type: ignore[attr-defined]
+        return 0
+    if argv[:1] == ["--version"]:
+        from novanet import __version__
+
+        out.write(f"novanet-dhcpbridge {__version__}\n")  # type: ignore[attr-defined]
         return 0
     try:
         event = parse(argv, environ)

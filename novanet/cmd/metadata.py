@@ -6,12 +6,16 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+DESCRIPTION = "EC2/OpenStack metadata service for instances"
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     # `import eventlet` warns on every start that it is in bugfix-only mode.
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     from novanet.exception import NovanetError
-    from novanet.service import green
+    from novanet.service import args, green
+
+    args.parse_args("novanet-metadata", DESCRIPTION, argv)  # --help/--version: before eventlet
 
     try:
         green.monkey_patch()  # first: locks and sockets made before it would not be green
@@ -21,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from novanet.metadata.daemon import build
     from novanet.service.daemon import run
 
-    return run("novanet-metadata", "EC2/OpenStack metadata service for instances", build, argv)
+    return run("novanet-metadata", DESCRIPTION, build, argv)
 
 
 if __name__ == "__main__":

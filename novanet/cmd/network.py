@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import sys
 
+DESCRIPTION = "novanet's controller daemon"
+
 
 def main() -> None:
-    from novanet.service import green
+    from novanet.service import args, green
+
+    args.parse_args("novanet-network", DESCRIPTION, None)  # --help/--version: before eventlet
 
     green.monkey_patch()  # before anything else creates a lock, socket or thread
     from novanet.network.service import build
     from novanet.service import daemon
 
-    sys.exit(daemon.run("novanet-network", "novanet's controller daemon", build))
+    sys.exit(daemon.run("novanet-network", DESCRIPTION, build))
 
 
 if __name__ == "__main__":

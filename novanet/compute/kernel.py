@@ -112,8 +112,8 @@ class AgentKernel:
     def ensure_bridge(self, bridge: str) -> None:
         if bridge in self.ready:
             return
-        for step in self.bridges.setup_compute(bridge, self.conf.flat_interface):
-            LOG.info("%s: %s", bridge, step)
+        # The bridge manager logs each step it applies.
+        self.bridges.setup_compute(bridge, self.conf.flat_interface)
         self.ready.add(bridge)
         self.declare_base()  # its FORWARD accepts: applied with the next change
 
@@ -205,8 +205,7 @@ class AgentKernel:
                         # Deletes chains of ours the model does not have
                         # (instances deleted while we were away), rewriting
                         # only chains that differ; it ignores the deferral.
-                        for line in self.iptables.full_sync():
-                            LOG.info("iptables: %s", line)
+                        self.iptables.full_sync()  # logs each change it makes
                         done.synced = True
 
     def _apply_step(self, step: Step, done: Applied, known: Mapping[str, InstanceNetwork]) -> None:

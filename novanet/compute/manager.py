@@ -25,7 +25,6 @@ from oslo_config import cfg
 from novanet.compute.kernel import AgentKernel, Bridges, Namespaces, Vifs
 from novanet.compute.resync_plan import plan_resync, template_pattern
 from novanet.exception import NovanetError, UsageError
-from novanet.linux.iptables import drift
 from novanet.rpc.objects import InstanceNetwork
 
 __all__ = ["BINARY", "TOPIC", "ComputeManager", "template_pattern"]
@@ -202,7 +201,7 @@ class ComputeManager:
 
     def check_iptables(self) -> None:
         if self._synced:
-            drift.repair(self.iptables, BINARY)
+            self.iptables.check_and_repair()  # logs each repair it makes
 
     def check_bridges(self) -> list[str]:
         """Repair bridges deleted or changed by hand, and put the VIFs back on them.
@@ -228,6 +227,10 @@ class ComputeManager:
             for uuid, devname in applied.devices.items():
                 self._instances[uuid] = _with_devname(self._instances[uuid], devname)
             return done + [str(step) for step in plan.steps]
+
+    def instance_count(self) -> int:
+        """Instances plugged here (for the metrics)."""
+        return len(self._instances)
 
 
 def _with_devname(inst: InstanceNetwork, devname: str | None) -> InstanceNetwork:

@@ -5,21 +5,24 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from oslo_config import cfg
 
+from novanet import metrics as metrics_mod
 from novanet.compute.endpoint import ComputeEndpoint
 from novanet.compute.manager import BINARY, TOPIC, ComputeManager
 from novanet.conf.loader import Source
 from novanet.linux.bridge import BridgeManager
 from novanet.linux.devices import VifDevices
 from novanet.linux.ip_lib import IpLib
-from novanet.linux.iptables.manager import IptablesManager
 from novanet.linux.sysctl import Sysctl
 from novanet.rpc import transport as rpc
+from novanet.rpc.dispatch import ServerEndpoint
 from novanet.rpc.network_api import NetworkAPI
 from novanet.rpc.objects import InstanceNetwork
+from novanet.service.health import Check
 from novanet.service.periodic import PeriodicRunner
 
 LOG = logging.getLogger(__name__)
@@ -33,7 +36,8 @@ class ComputeService:
         self.conf = conf
         os.makedirs(conf.lock_path, mode=0o755, exist_ok=True)
         ip = IpLib()
-        self.iptables = IptablesManager.from_conf(conf, "compute")
+        self.metrics = metrics_mod.Metrics("novanet-compute") if conf.metrics_listen else None
+        self.iptables = metrics_mod.iptables_manager(conf, "compute", self.metrics)
         self.manager = ComputeManager(
             conf,
             bridges=BridgeManager(ip, conf.lock_path, Sysctl()),
@@ -43,23 +47,44 @@ class ComputeService:
         )
         self.transport = rpc.get_transport(conf)
         self.network = NetworkAPI(self.transport, timeout=conf.rpc_connect_timeout)
-        self.rpc_server = rpc.get_server(
-            self.transport, TOPIC, conf.host, [ComputeEndpoint(self.manager, self.resync)]
-        )
-        self.periodic = PeriodicRunner()
-        self.periodic.add("heartbeat", conf.report_interval, self.heartbeat, run_immediately=True)
+        endpoint = ServerEndpoint(ComputeEndpoint(self.manager, self.resync), self.metrics)
+        self.rpc_server = rpc.get_server(self.transport, TOPIC, conf.host, [endpoint])
+        self.periodic = PeriodicRunner(stuck_after=conf.periodic_task_timeout)
         self.periodic.add(
-            "iptables-drift", conf.iptables_check_interval, self.manager.check_iptables
+            "heartbeat",
+            conf.report_interval,
+            self.heartbeat,
+            run_immediately=True,
+            option="report_interval",
         )
-        self.periodic.add("bridge-drift", conf.bridge_check_interval, self.manager.check_bridges)
+        self.periodic.add(
+            "iptables-drift",
+            conf.iptables_check_interval,
+            self.manager.check_iptables,
+            option="iptables_check_interval",
+        )
+        self.periodic.add(
+            "bridge-drift",
+            conf.bridge_check_interval,
+            self.manager.check_bridges,
+            option="bridge_check_interval",
+        )
         self.periodic.add("resync", RESYNC_INTERVAL, self.resync)
         self._stopping = threading.Event()
         self._resync_lock = threading.Lock()
+        self._first_sync_thread: threading.Thread | None = None
+        self._last_heartbeat: float | None = None
+        self._serving = False
+        if self.metrics is not None:
+            self.metrics.add_collector(metrics_mod.FunctionCollector(self._families))
 
     def start(self) -> None:
         # Refuses to start (NovanetError) without bridge-nf-call-iptables.
         self.manager.init_host()
-        threading.Thread(target=self._first_sync, name="first-resync", daemon=True).start()
+        self._first_sync_thread = threading.Thread(
+            target=self._first_sync, name="first-resync", daemon=True
+        )
+        self._first_sync_thread.start()
 
     def _first_sync(self) -> None:
         """Until the controller answers, leave the kernel as it is: nothing is torn down blind."""
@@ -75,6 +100,7 @@ class ComputeService:
             LOG.exception("cannot start the RPC server")
             return
         LOG.info("serving RPC on topic %r as %r", TOPIC, self.conf.host)
+        self._serving = True
         self.periodic.start()
 
     def resync(self) -> bool:
@@ -103,6 +129,37 @@ class ComputeService:
             self.network.report_state(host=self.conf.host, binary=BINARY, topic=TOPIC)
         except Exception as exc:  # noqa: BLE001
             LOG.warning("heartbeat not sent: %s", _first_line(exc))
+            return
+        self._last_heartbeat = time.monotonic()
+
+    def health(self) -> list[Check]:
+        """Fatal: a stuck task or a dead first-resync thread; not fatal: the controller away."""
+        checks = list(self.periodic.checks())
+        first = self._first_sync_thread
+        if self._serving:
+            checks.append(Check("rpc", True, f"serving topic {TOPIC!r}"))
+        elif first is not None and not first.is_alive() and not self._stopping.is_set():
+            checks.append(Check("rpc", False, "the first resync thread ended", fatal=True))
+        else:
+            checks.append(Check("rpc", False, "waiting for the controller's instance list"))
+        if self._serving:
+            age = None if self._last_heartbeat is None else time.monotonic() - self._last_heartbeat
+            if age is None or age > self.conf.service_down_time:
+                detail = "never sent" if age is None else f"last sent {age:.0f} s ago"
+                checks.append(Check("heartbeat", False, f"{detail}: shown down in service list"))
+            else:
+                checks.append(Check("heartbeat", True, f"sent {age:.0f} s ago"))
+        return checks
+
+    def _families(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        instances = GaugeMetricFamily(
+            "novanet_instances", "Instances plugged on this compute host.", labels=["host"]
+        )
+        instances.add_metric([self.conf.host], self.manager.instance_count())
+        yield instances
+        yield from metrics_mod.periodic_families(self.periodic.tasks)
 
     def stop(self) -> None:
         self._stopping.set()

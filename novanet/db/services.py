@@ -1,4 +1,4 @@
-"""Services and their heartbeats (`novanet-manage service list`)."""
+"""Services and their heartbeats (`novanet-manage service list | enable | disable`)."""
 
 from __future__ import annotations
 
@@ -67,3 +67,18 @@ def list_services(db: Database) -> list[ServiceRow]:
             ).order_by(SERVICES.c.host, SERVICES.c.binary)
         ).all()
     return [ServiceRow(*row) for row in rows]
+
+
+def set_disabled(db: Database, host: str, binary: str, disabled: bool) -> bool:
+    """Enable or disable ``binary`` on ``host``; False when no such service has reported in.
+
+    The heartbeat never touches ``disabled``: a disabled service stays
+    disabled across its restarts until an operator enables it again.
+    """
+    with db.transaction() as conn:
+        updated = conn.execute(
+            SERVICES.update()
+            .where(SERVICES.c.host == host, SERVICES.c.binary == binary)
+            .values(disabled=disabled)
+        ).rowcount
+    return bool(updated)

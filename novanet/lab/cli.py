@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from novanet import exception
+from novanet import __version__, exception
 from novanet.lab import commands, mounts
 from novanet.lab import lab as lab_mod
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Start with: novanet-lab demo",
     )
+    parser.add_argument("--version", action="version", version=f"novanet-lab {__version__}")
     parser.add_argument(
         "--base-dir",
         help="directory of all labs' files (default $NOVANET_LAB_DIR or /run/novanet-lab)",

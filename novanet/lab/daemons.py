@@ -150,7 +150,7 @@ class Novanet:
         ctl = self.controller
         wanted = [Daemon(ctl, NETWORK, "novanet-network", "novanet-network", "network")]
         if metadata or (metadata is None and self.metadata_installed()):
-            wanted.append(Daemon(ctl, METADATA, "novanet-metadata", None, None))
+            wanted.append(Daemon(ctl, METADATA, "novanet-metadata", "novanet-metadata", None))
         wanted += [
             Daemon(c, COMPUTE, "novanet-compute", "novanet-compute", f"compute.{c}")
             for c in self.computes

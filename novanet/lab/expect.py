@@ -11,7 +11,9 @@ Adaptations, each one what the article itself says would differ:
   the id novanet gave it;
 - dnsmasq's paths follow ``networks_path`` and ``dhcpbridge``, and its lease
   time ``dhcp_lease_time`` (86400 s today, 120 s in the article's era);
-- without novanet-metadata the controller has no ``nova-api-*`` chains;
+- the controller's ``nova-api-*`` chains are there whether or not
+  novanet-metadata runs: novanet-network installs them (the metadata
+  service runs unprivileged);
 - with allow_same_net_traffic=false the instance chain has no
   ``-s 10.0.0.0/24 -j ACCEPT`` (the article's NOTE says so).
 """
@@ -93,16 +95,12 @@ def hostsfile() -> list[str]:
     return lines(seeddata.CONTROLLER_HOSTSFILE_AFTER_BOOT)
 
 
-def _without_api(listing: str, metadata: bool) -> list[str]:
-    return [line for line in lines(listing) if metadata or "nova-api-" not in line]
-
-
 def controller_filter(setup: Setup) -> list[str]:
-    return _without_api(seeddata.CONTROLLER_IPTABLES_FILTER, setup.metadata)
+    return lines(seeddata.CONTROLLER_IPTABLES_FILTER)
 
 
 def controller_nat(setup: Setup) -> list[str]:
-    return _without_api(seeddata.CONTROLLER_IPTABLES_NAT, setup.metadata)
+    return lines(seeddata.CONTROLLER_IPTABLES_NAT)
 
 
 def nova_conf_head() -> list[str]:

@@ -43,8 +43,6 @@ def kernel_checks(observer: Observer, setup: expect.Setup, cirros: Instance) -> 
     """Controller, compute host and guest state against the seed's listings."""
     ctl = observer.controller
     cmp = cirros.host
-    no_api = "without the nova-api lines: novanet-metadata not running"
-    api_note = [] if setup.metadata else [no_api]
     out = [
         checks.exact(
             "controller.nova_conf",
@@ -88,14 +86,12 @@ def kernel_checks(observer: Observer, setup: expect.Setup, cirros: Instance) -> 
             f"{ctl}: iptables -t filter -S",
             expect.controller_filter(setup),
             observer.iptables(ctl, "filter"),
-            api_note,
         ),
         checks.exact(
             "controller.iptables_nat",
             f"{ctl}: iptables -t nat -S",
             expect.controller_nat(setup),
             observer.iptables(ctl, "nat"),
-            api_note,
         ),
         checks.exact(
             "compute.ip_a",

@@ -16,11 +16,13 @@ from typing import TextIO
 
 from oslo_config import cfg
 
+from novanet import __version__
 from novanet import conf as novanet_conf
 from novanet.conf import loader
 from novanet.exception import NovanetError
 from novanet.manage import db, fixed, instance, network, service
 from novanet.manage.context import Context
+from novanet.rpc import context
 
 PROG = "novanet-manage"
 LOG = logging.getLogger(PROG)
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format of list/show commands",
     )
     parser.add_argument("--debug", action="store_true", help="log details and tracebacks")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(
         dest="category", metavar="CATEGORY", required=True, parser_class=_Parser
     )
@@ -73,6 +76,14 @@ def main(
     )
     conf = conf if conf is not None else cfg.CONF
     novanet_conf.register_opts(conf)
+    # One request id per command: every daemon's log line of the work it
+    # causes carries it (novanet.rpc.context).
+    with context.bound() as request_id:
+        LOG.debug("request id %s", request_id)
+        return _run(args, conf, out)
+
+
+def _run(args: argparse.Namespace, conf: cfg.ConfigOpts, out: TextIO | None) -> int:
     ctx: Context | None = None
     try:
         loader.load(conf, args.config_sources or [], prog=PROG)
@@ -97,5 +108,8 @@ def main(
 def _fail(message: str, code: int, debug: bool = False) -> int:
     if debug:
         LOG.exception("failed")
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    # An error raised in novanet-network arrives with the server's traceback
+    # appended to its message (oslo.messaging): the operator gets the first line.
+    first = (message.strip().splitlines() or ["failed"])[0]
+    sys.stderr.write(f"{PROG}: error: {first}\n")
     return code

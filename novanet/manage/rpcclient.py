@@ -9,6 +9,7 @@ from typing import Any
 from oslo_config import cfg
 
 from novanet.exception import ServiceUnavailable
+from novanet.rpc import context
 from novanet.rpc import transport as rpc
 from novanet.rpc.network_api import NetworkAPI
 
@@ -56,7 +57,7 @@ def notify_networks_changed(conf: cfg.ConfigOpts) -> bool:
         return False
     try:
         api = NetworkAPI(transport)
-        api.client.prepare(retry=1).cast({}, "refresh_networks")
+        api.client.prepare(retry=1).cast(context.rpc_context(), "refresh_networks")
         return True
     except Exception:  # noqa: BLE001 - the daemon picks the change up on its own
         return False

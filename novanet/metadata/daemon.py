@@ -1,12 +1,12 @@
-"""novanet-metadata as a daemon object: iptables of binary ``api``, then the HTTP server.
+"""novanet-metadata as a daemon object: the HTTP server and its heartbeat.
 
-At start it converges its iptables chains (the seed's nova-api-* chains in
-filter and nat, with ``-A nova-api-INPUT -d <metadata_host>/32 -p tcp -m tcp
---dport <metadata_port> -j ACCEPT``) and keeps them repaired every
-iptables_check_interval seconds, and serves on metadata_listen:metadata_port
-(bound before the rules are written, so a wrong address changes nothing).
-On stop the server ends; the rules stay (as the other daemons' do), so a
-restart does not drop guests' requests at the firewall.
+It serves on metadata_listen:metadata_port and reports its heartbeat into
+the services table (``service list`` shows it as ``novanet-metadata``)
+every report_interval seconds. It touches no firewall and needs no
+privilege: it runs as its own unprivileged user (systemd/novanet-metadata.service).
+The seed's ``nova-api-*`` chains - the ACCEPT of ``metadata_host:metadata_port``
+- are installed by novanet-network, next to the 169.254.169.254 DNAT it
+already owns (novanet.network.service).
 """
 
 from __future__ import annotations
@@ -17,20 +17,21 @@ from oslo_config import cfg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from novanet import metrics as metrics_mod
 from novanet.conf import loader
+from novanet.db import services
 from novanet.db.api import Database
 from novanet.exception import NovanetError
-from novanet.linux.iptables import IptablesManager, drift
-from novanet.linux.iptables.declare import declare
 from novanet.metadata.app import MetadataApp
 from novanet.metadata.lookup import InstanceLookup, find_by_address
-from novanet.metadata.rules import metadata_rules
 from novanet.metadata.server import Limits, MetadataServer
+from novanet.service.health import Check
 from novanet.service.periodic import PeriodicRunner
 
 LOG = logging.getLogger(__name__)
 
-BINARY = "api"
+BINARY = "novanet-metadata"
+TOPIC = "metadata"  # no RPC topic: the column names what it serves
 
 
 def check_database(db: Database) -> None:
@@ -47,45 +48,58 @@ def check_database(db: Database) -> None:
 
 
 class MetadataDaemon:
-    """The metadata service: its firewall rules and its HTTP server."""
+    """The metadata service: its HTTP server and its heartbeat."""
 
     def __init__(
         self,
         conf: cfg.ConfigOpts,
         *,
         db: Database,
-        iptables: IptablesManager,
         server: MetadataServer,
         periodic: PeriodicRunner | None = None,
+        metrics: metrics_mod.Metrics | None = None,
     ) -> None:
         self.conf = conf
         self.db = db
-        self.iptables = iptables
         self.server = server
-        self.periodic = periodic or PeriodicRunner()
+        self.periodic = periodic or PeriodicRunner(stuck_after=conf.periodic_task_timeout)
+        self.metrics = metrics
+        self.periodic.add(
+            "heartbeat", conf.report_interval, self.heartbeat, option="report_interval"
+        )
+        if metrics is not None:
+            metrics.add_collector(
+                metrics_mod.FunctionCollector(
+                    lambda: metrics_mod.periodic_families(self.periodic.tasks)
+                )
+            )
+
+    def heartbeat(self) -> None:
+        services.heartbeat(self.db, self.conf.host, BINARY, TOPIC)
 
     def start(self) -> None:
-        # Everything that can fail on configuration fails before the kernel is touched.
+        # Everything that can fail on configuration fails before anything is served.
         check_database(self.db)
         self.server.listen()
-        declare(
-            self.iptables.ipv4,
-            metadata_rules(
-                metadata_host=self.conf.metadata_host, metadata_port=self.conf.metadata_port
-            ),
-        )
-        self.iptables.full_sync()
-        self.periodic.add("iptables-check", self.conf.iptables_check_interval, self.check_iptables)
-        self.periodic.start()
         self.server.start()
+        try:
+            self.heartbeat()
+        except SQLAlchemyError as exc:  # read-only database: it serves, service list says so
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            LOG.error("heartbeat not recorded (is the database writable for us?): %s", reason)
+        self.periodic.start()
 
-    def check_iptables(self) -> None:
-        drift.repair(self.iptables, BINARY)
+    def health(self) -> list[Check]:
+        checks = list(self.periodic.checks())
+        if self.server.serving:
+            checks.append(Check("http", True, "serving on %s:%d" % self.server.address))
+        else:
+            checks.append(Check("http", False, "the server thread ended", fatal=True))
+        return checks
 
     def stop(self) -> None:
         self.server.stop()
         self.periodic.stop()
-        self.iptables.close()
         self.db.dispose()
 
 
@@ -99,6 +113,5 @@ def build(conf: cfg.ConfigOpts, _sources: list[loader.Source]) -> MetadataDaemon
         max_connections=conf.metadata_max_connections,
     )
     server = MetadataServer(app, conf.metadata_listen, conf.metadata_port, limits)
-    return MetadataDaemon(
-        conf, db=db, iptables=IptablesManager.from_conf(conf, BINARY), server=server
-    )
+    metrics = metrics_mod.Metrics(BINARY) if conf.metrics_listen else None
+    return MetadataDaemon(conf, db=db, server=server, metrics=metrics)

@@ -142,6 +142,11 @@ class MetadataServer:
         name = self._sock.getsockname()
         return (name[0], name[1])
 
+    @property
+    def serving(self) -> bool:
+        """True while the accept loop runs (health checks watch it)."""
+        return self._thread is not None and not self._thread.dead
+
     def listen(self) -> None:
         """Bind the address (idempotent); raises NovanetError if it cannot be bound.
 

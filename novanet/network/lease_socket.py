@@ -70,6 +70,11 @@ class LeaseEventServer:
         )
         self._thread.start()
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The accepting thread once started (health checks watch it)."""
+        return self._thread
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()

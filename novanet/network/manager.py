@@ -22,11 +22,10 @@ from novanet.db import instances, services
 from novanet.db.api import Database
 from novanet.dhcp.labels import dns_label
 from novanet.dhcp.models import DhcpHost, DhcpNetwork
-from novanet.exception import NotFound, NovanetError, ServiceUnavailable
+from novanet.exception import Conflict, NotFound, NovanetError, ServiceUnavailable
 from novanet.ipam import networks as nets
 from novanet.ipam import pool, queries
 from novanet.ipam.networks import NetworkRow
-from novanet.linux.iptables import drift
 from novanet.linux.iptables.declare import declare
 from novanet.network import rules as controller_rules
 from novanet.network.bridges import Bridges, BridgeSetup, repair_bridges, setup_bridge
@@ -108,7 +107,9 @@ class NetworkManager:
             current = nets.list_networks(self.db)
             readdressed = [self._setup_bridge(net).gateway_added for net in current]
             self._declare_rules(current)
-            LOG.info("iptables: %s", "; ".join(self.iptables.full_sync()) or "already in place")
+            # The iptables manager logs each change it makes: only say when there was none.
+            if not self.iptables.full_sync():
+                LOG.info("iptables: already in place")
             for net, gateway_added in zip(current, readdressed, strict=True):
                 # A dnsmasq that outlived its address (bridge deleted while we
                 # were down) serves nothing: restarted, not adopted.
@@ -117,10 +118,8 @@ class NetworkManager:
             LOG.info("serving %d network(s): %s", len(current), ", ".join(n.cidr for n in current))
 
     def _setup_bridge(self, net: NetworkRow) -> BridgeSetup:
-        done = setup_bridge(self.bridges, net, self.conf.flat_interface)
-        for line in done.lines():
-            LOG.info("%s", line)
-        return done
+        # The bridge manager logs every step it applies (naming the bridge).
+        return setup_bridge(self.bridges, net, self.conf.flat_interface)
 
     def _declare_rules(self, current: list[NetworkRow]) -> None:
         wanted = controller_rules.controller_rules(
@@ -156,6 +155,11 @@ class NetworkManager:
             LOG.info("networks changed: %s", "; ".join(changes))
             return changes
 
+    def serving(self) -> list[NetworkRow]:
+        """The networks this host serves now (what init_host/refresh_networks set up)."""
+        with self._lock:
+            return sorted(self._networks.values(), key=lambda n: n.id)
+
     def hosts(self, network_id: int) -> list[DhcpHost]:
         """dnsmasq's hosts for a network (the driver's hosts provider)."""
         return [
@@ -177,12 +181,13 @@ class NetworkManager:
                 ", ".join(freed),
             )
 
-    def check_dnsmasq(self) -> None:
-        for network_id in self.dhcp.check_alive():
-            LOG.warning("dnsmasq of network %d was not running: started it again", network_id)
+    def check_dnsmasq(self) -> list[int]:
+        """Restart dead dnsmasqs (the driver logs each); the ids of their networks."""
+        return self.dhcp.check_alive()
 
-    def check_iptables(self) -> None:
-        drift.repair(self.iptables, BINARY)
+    def check_iptables(self) -> list[str]:
+        """Repair our chains if someone changed them (the iptables manager logs each repair)."""
+        return list(self.iptables.check_and_repair())
 
     def check_bridges(self) -> list[str]:
         """Repair bridges, ports and gateways changed by hand; restart dnsmasq where needed."""
@@ -232,6 +237,12 @@ class NetworkManager:
     def check_host_up(self, host: str) -> None:
         for svc in services.list_services(self.db):
             if svc.host == host and svc.binary == "novanet-compute":
+                if svc.disabled:
+                    # nova-manage's semantics: running instances stay, new ones go elsewhere.
+                    raise Conflict(
+                        f"compute host {host} is disabled: it takes no new instances "
+                        f"('novanet-manage service enable {host} novanet-compute' to undo)"
+                    )
                 if svc.is_up(self.conf.service_down_time):
                     return
                 since = f"{svc.updated_at:%Y-%m-%d %H:%M:%S}"

@@ -1,4 +1,10 @@
-"""novanet-network, wired: database, kernel objects, dnsmasq, RPC, lease socket, periodic tasks."""
+"""novanet-network, wired: database, kernel objects, dnsmasq, RPC, lease socket, periodic tasks.
+
+It also owns the ``nova-api-*`` chains of the seed (the ACCEPT of the
+metadata port): novanet-metadata runs unprivileged and cannot write
+iptables, and this daemon already installs the 169.254.169.254 DNAT that the
+ACCEPT belongs to.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +17,25 @@ from typing import Any
 
 from oslo_config import cfg
 
+from novanet import metrics as metrics_mod
 from novanet.conf.loader import Source
 from novanet.db import schema
 from novanet.db.api import Database
 from novanet.dhcp.driver import DnsmasqDriver
 from novanet.linux.bridge import BridgeManager
 from novanet.linux.ip_lib import IpLib
-from novanet.linux.iptables.manager import IptablesManager
+from novanet.linux.iptables.declare import declare
 from novanet.linux.sysctl import Sysctl
+from novanet.metadata.rules import metadata_rules
 from novanet.network import leases
 from novanet.network.endpoint import NetworkEndpoint
 from novanet.network.lease_socket import LeaseEventServer
-from novanet.network.manager import TOPIC, NetworkManager
+from novanet.network.manager import TOPIC, NetworkManager, dhcp_network
+from novanet.network.metrics import NetworkCollector
 from novanet.rpc import transport as rpc
 from novanet.rpc.compute_api import ComputeAPI
+from novanet.rpc.dispatch import ServerEndpoint
+from novanet.service.health import Check, thread_check
 from novanet.service.periodic import PeriodicRunner
 
 LOG = logging.getLogger(__name__)
@@ -56,7 +67,10 @@ class NetworkService:
             os.makedirs(path, mode=0o755, exist_ok=True)
         self.db = Database.from_conf(conf)
         schema.check_current(self.db.engine)
-        self.iptables = IptablesManager.from_conf(conf, "network")
+        self.metrics = metrics_mod.Metrics("novanet-network") if conf.metrics_listen else None
+        self.iptables = metrics_mod.iptables_manager(conf, "network", self.metrics)
+        # binary "api": the seed's nova-api-* chains (see the module docstring)
+        self.api_iptables = metrics_mod.iptables_manager(conf, "api", self.metrics)
         self.manager = NetworkManager(
             conf,
             self.db,
@@ -72,18 +86,33 @@ class NetworkService:
         self.transport = rpc.get_transport(conf)
         self.manager.compute = ComputeAPI(self.transport)
         self.rpc_server = rpc.get_server(
-            self.transport, TOPIC, conf.host, [NetworkEndpoint(self.manager)]
+            self.transport,
+            TOPIC,
+            conf.host,
+            [ServerEndpoint(NetworkEndpoint(self.manager), self.metrics)],
         )
-        self.lease_server = LeaseEventServer(
-            lease_socket_path(conf),
-            lambda event: leases.handle(self.db, conf.dhcp_lease_time, event),
-        )
-        self.periodic = PeriodicRunner()
+        self.lease_server = LeaseEventServer(lease_socket_path(conf), self._lease_event)
+        self.periodic = PeriodicRunner(stuck_after=conf.periodic_task_timeout)
         m = self.manager
-        self.periodic.add("heartbeat", conf.report_interval, m.heartbeat)
-        self.periodic.add("dnsmasq-liveness", conf.dnsmasq_check_interval, m.check_dnsmasq)
-        self.periodic.add("iptables-drift", conf.iptables_check_interval, m.check_iptables)
-        self.periodic.add("bridge-drift", conf.bridge_check_interval, m.check_bridges)
+        self.periodic.add("heartbeat", conf.report_interval, m.heartbeat, option="report_interval")
+        self.periodic.add(
+            "dnsmasq-liveness",
+            conf.dnsmasq_check_interval,
+            self._check_dnsmasq,
+            option="dnsmasq_check_interval",
+        )
+        self.periodic.add(
+            "iptables-drift",
+            conf.iptables_check_interval,
+            self._check_iptables,
+            option="iptables_check_interval",
+        )
+        self.periodic.add(
+            "bridge-drift",
+            conf.bridge_check_interval,
+            m.check_bridges,
+            option="bridge_check_interval",
+        )
         self.periodic.add("network-refresh", NETWORK_REFRESH_INTERVAL, m.refresh_networks)
         self.periodic.add(
             "disassociate",
@@ -93,9 +122,52 @@ class NetworkService:
         )
         self._rpc_started = threading.Event()
         self._stopping = threading.Event()
+        if self.metrics is not None:
+            self.metrics.add_collector(NetworkCollector(self.db, self._dnsmasq_stats))
+            self.metrics.add_collector(
+                metrics_mod.FunctionCollector(
+                    lambda: metrics_mod.periodic_families(self.periodic.tasks)
+                )
+            )
+
+    def _lease_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        if self.metrics is not None:
+            self.metrics.lease_events.labels(str(event.get("action"))[:8]).inc()
+        return leases.handle(self.db, self.conf.dhcp_lease_time, event)
+
+    def _dnsmasq_stats(self) -> dict[str, Any]:
+        return {n.bridge: self.dhcp.stats(dhcp_network(n)) for n in self.manager.serving()}
+
+    def _check_dnsmasq(self) -> None:
+        restarted = self.manager.check_dnsmasq()
+        if restarted and self.metrics is not None:
+            self.metrics.dnsmasq_restarts.inc(len(restarted))
+
+    def _check_iptables(self) -> None:
+        self.manager.check_iptables()
+        self.api_iptables.check_and_repair()
+
+    def _declare_api_rules(self) -> None:
+        declare(
+            self.api_iptables.ipv4,
+            metadata_rules(
+                metadata_host=self.conf.metadata_host, metadata_port=self.conf.metadata_port
+            ),
+        )
+        self.api_iptables.full_sync()
+
+    def health(self) -> list[Check]:
+        checks = list(self.periodic.checks())
+        checks.append(thread_check("lease socket", self.lease_server.thread, required=True))
+        if self._rpc_started.is_set():
+            checks.append(Check("rpc", True, f"serving topic {TOPIC!r}"))
+        else:
+            checks.append(Check("rpc", False, "not serving yet (is RabbitMQ reachable?)"))
+        return checks
 
     def start(self) -> None:
         self.manager.init_host()
+        self._declare_api_rules()  # after ours: the seed lists nova-network-* jumps first
         self.lease_server.start()
         self.manager.heartbeat()
         threading.Thread(target=self._serve_rpc, name="rpc-start", daemon=True).start()
@@ -124,6 +196,7 @@ class NetworkService:
             self.rpc_server.wait()
         self.lease_server.stop()
         self.dhcp.close()  # stops reload threads; dnsmasq keeps running
+        self.api_iptables.close()
         self.transport.cleanup()
         self.db.dispose()
 

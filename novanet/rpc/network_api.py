@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from novanet.rpc import context
 from novanet.rpc import transport as rpc
 
 TOPIC = "network"
@@ -19,6 +20,10 @@ class NetworkAPI:
       ``get_instance_nw_info``, ``get_host_instances``, ``lease_fixed_ip``,
       ``release_fixed_ip``, ``report_state``, ``refresh_networks``.
 
+    The context dict carries ``request_id`` (``req-<uuid>``) so the work of
+    one operator command can be followed across daemons' logs; it is not an
+    argument, a server that ignores it behaves the same: no version change.
+
     Bump the minor version for a compatible addition (new method or optional
     argument; callers ``can_send_version`` before using it), the major one for
     anything else.
@@ -31,7 +36,7 @@ class NetworkAPI:
 
     def _call(self, method: str, timeout: float | None = None, **kwargs: Any) -> Any:
         client = self.client.prepare(timeout=timeout) if timeout else self.client
-        return client.call({}, method, **kwargs)
+        return client.call(context.rpc_context(), method, **kwargs)
 
     def create_instance(
         self,
@@ -87,8 +92,10 @@ class NetworkAPI:
 
     def report_state(self, *, host: str, binary: str, topic: str) -> None:
         """A heartbeat from a service without database access (the compute agent)."""
-        self.client.cast({}, "report_state", host=host, binary=binary, topic=topic)
+        self.client.cast(
+            context.rpc_context(), "report_state", host=host, binary=binary, topic=topic
+        )
 
     def refresh_networks(self) -> None:
         """Networks changed in the database (novanet-manage): converge bridges, dnsmasq, rules."""
-        self.client.cast({}, "refresh_networks")
+        self.client.cast(context.rpc_context(), "refresh_networks")

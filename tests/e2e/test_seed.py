@@ -86,11 +86,14 @@ def test_the_demo_used_the_seeds_instance(demo_run: tuple[demo.DemoResult, Cloud
 def test_database_and_services(demo_run: tuple[demo.DemoResult, Cloud, str]) -> None:
     _, cloud, _ = demo_run
     services = {(r["host"], r["binary"]): r["state"] for r in cloud.novanet.services()}
-    assert services == {
+    expected = {
         ("controller-1", "novanet-network"): "up",
         ("compute-1", "novanet-compute"): "up",
         ("compute-2", "novanet-compute"): "up",
     }
+    if cloud.novanet.metadata_installed():  # it reports its heartbeat like the others
+        expected[("controller-1", "novanet-metadata")] = "up"
+    assert services == expected
     fixed = {r["address"]: r for r in cloud.novanet.manage_json("fixed", "list")}
     assert fixed["10.0.0.2"]["leased"] is True and fixed["10.0.0.2"]["allocated"] is True
     assert fixed["10.0.0.3"]["leased"] is True

@@ -29,13 +29,21 @@ from tests.lib.wait import wait_for
 pytestmark = [pytest.mark.root, pytest.mark.rabbit]
 
 BIN = Path(sys.executable).parent
+# The agent runs with the machine's mount view (popen_shared), so its instance
+# namespaces land in the machine's /run/netns: their names must be unique to
+# this run (another test run or a lab may have instance-00000001 there).
+NAME_TEMPLATE = f"nt{os.getpid()}i-%08x"
+
+
+def iname(n: int) -> str:
+    return NAME_TEMPLATE % n
 
 
 def instance(n: int, vif_type: str = "netns") -> InstanceNetwork:
     return InstanceNetwork(
         id=n,
         uuid=f"00000000-0000-4000-8000-{n:012d}",
-        name=f"instance-{n:08x}",
+        name=iname(n),
         display_name=f"vm{n}",
         host="compute-1",
         vif_type=vif_type,
@@ -98,7 +106,7 @@ class Host:
     def write_conf(self, allow_same_net: bool = True) -> Path:
         conf = self.workdir / "nova.conf"
         conf.write_text(
-            "--flat_interface=eth2\n--flat_network_bridge=br100\n"
+            f"--flat_interface=eth2\n--flat_network_bridge=br100\n--instance_name_template={NAME_TEMPLATE}\n"
             "--network_manager=nova.network.manager.FlatDHCPManager\n--host=compute-1\n"
             f"--state_path={self.workdir}/state\n--rabbit_host=127.0.0.1\n"
             f"--rabbit_virtual_host={self.vhost.name}\n--report_interval=1\n"
@@ -147,7 +155,7 @@ class Host:
         self.relay.stop()
         # instance namespaces are global names: remove the ones the agent made
         for n in range(1, 6):
-            subprocess.run(["ip", "netns", "delete", f"instance-{n:08x}"], capture_output=True)
+            subprocess.run(["ip", "netns", "delete", iname(n)], capture_output=True)
         self.lan.destroy()
         self.cmp.destroy()
 
@@ -156,9 +164,6 @@ class Host:
 def host(vhost):
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    taken = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    if "instance-0000000" in taken:
-        pytest.skip("instance-0000000N namespaces exist on this machine (a lab?)")
     made_transport = transport(vhost)
     workdir = world_readable_dir("cmp")
     made = Host(workdir, vhost, made_transport)
@@ -176,7 +181,7 @@ def test_start_plugs_what_the_controller_lists(host):
     assert "master br100" in host.cmp.run(["ip", "-o", "link", "show", "vnet0"]).stdout
     assert host.cmp.run(["ip", "-4", "-o", "addr", "show", "br100"]).stdout == ""
     assert host.cmp.run(["cat", "/proc/sys/net/bridge/bridge-nf-call-iptables"]).stdout.strip() == "1"
-    eth0 = host.in_instance("instance-00000001", ["ip", "-o", "link", "show", "eth0"]).stdout
+    eth0 = host.in_instance(iname(1), ["ip", "-o", "link", "show", "eth0"]).stdout
     assert "fa:16:3e:00:00:01" in eth0
     rules = host.cmp.run(["iptables", "-S"]).stdout.splitlines()
     assert "-A nova-compute-local -d 10.0.0.2/32 -j nova-compute-inst-1" in rules
@@ -185,12 +190,12 @@ def test_start_plugs_what_the_controller_lists(host):
 
 def test_dhcp_from_the_server_then_what_the_chain_lets_in(host):
     out = host.in_instance(
-        "instance-00000001",
+        iname(1),
         ["busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", "/bin/true"],
         check=False,
     )
     assert "lease of 10.0.0.2 obtained" in out.stdout + out.stderr
-    host.in_instance("instance-00000001", ["ip", "addr", "add", "10.0.0.2/24", "dev", "eth0"])
+    host.in_instance(iname(1), ["ip", "addr", "add", "10.0.0.2/24", "dev", "eth0"])
     assert host.ping_from_lan("10.0.0.2", "10.0.0.1")  # same subnet: accepted
     drops = _fallback_drops(host)
     assert not host.ping_from_lan("10.0.0.2", "172.16.0.5")  # outside the subnet: dropped
@@ -253,7 +258,7 @@ def test_stale_instances_are_removed_at_restart(host):
     rules = host.cmp.run(["iptables", "-S"]).stdout
     assert "inst-3" not in rules and "10.0.0.4" not in rules
     assert "inst-1" in rules
-    assert "instance-00000003" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert iname(3) not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = host.cmp.run(["ip", "-o", "link"]).stdout
     assert links.count("vnet") == 1
 
@@ -266,7 +271,7 @@ def test_allow_same_net_traffic_false(host):
         assert "-s 10.0.0.0/24 -j ACCEPT" not in chain
         assert not host.ping_from_lan("10.0.0.2", "10.0.0.1")
         out = host.in_instance(
-            "instance-00000001",
+            iname(1),
             ["busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "5", "-T", "1", "-s", "/bin/true"],
             check=False,
         )
@@ -311,8 +316,8 @@ def test_a_deleted_bridge_comes_back_with_every_device_unchanged(host):
     host.controller.instances = [instance(1), tap]
     devname = host.compute.setup_instance(tap)["devname"]
     guest = ["ip", "-4", "addr", "show", "eth0"]
-    if "10.0.0.2/24" not in host.in_instance("instance-00000001", guest).stdout:
-        host.in_instance("instance-00000001", ["ip", "addr", "add", "10.0.0.2/24", "dev", "eth0"])
+    if "10.0.0.2/24" not in host.in_instance(iname(1), guest).stdout:
+        host.in_instance(iname(1), ["ip", "addr", "add", "10.0.0.2/24", "dev", "eth0"])
     holder = host.cmp.popen_shared(
         [sys.executable, "-c", TAP_HOLDER, devname], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
@@ -326,13 +331,13 @@ def test_a_deleted_bridge_comes_back_with_every_device_unchanged(host):
 
         assert frame() == "ok"
         devices = {"vnet0": _ifindex(host, "vnet0"), devname: _ifindex(host, devname)}
-        eth0 = _ifindex(host, "eth0", "instance-00000001")
+        eth0 = _ifindex(host, "eth0", iname(1))
         assert host.ping_from_lan("10.0.0.2")
 
         def unchanged() -> None:
             assert {name: _ifindex(host, name) for name in devices} == devices
-            assert _ifindex(host, "eth0", "instance-00000001") == eth0
-            assert "10.0.0.2/24" in host.in_instance("instance-00000001", guest).stdout
+            assert _ifindex(host, "eth0", iname(1)) == eth0
+            assert "10.0.0.2/24" in host.in_instance(iname(1), guest).stdout
             assert frame() == "ok", "the tap QEMU holds open was replaced"
             wait_for(lambda: host.ping_from_lan("10.0.0.2"), "the instance to answer pings", 10)
 

@@ -4,12 +4,16 @@ Topology (per module): namespace "ctl" holds veth v-ctl with 10.0.0.1/24 and
 the metadata host 192.168.56.200/32; namespace "cli" is the instance
 10.0.0.2/24 (eth0, default route via 10.0.0.1). The SQLite database holds
 network 10.0.0.0/24 with instance 1 (cirros) on 10.0.0.2.
+
+The daemon runs as in its unit: an unprivileged user (uid METADATA_UID, no
+capability at all, no_new_privs), owning only the database's directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from novanet.db import services
 from tests.lib import netns as netns_lib
-from tests.lib.paths import ROOT, SEED
+from tests.lib.paths import ROOT, world_readable_dir
 from tests.unit.metadata.fixtures import KEY, USER_DATA, add_instance, migrated_sqlite
 
 pytestmark = pytest.mark.root
@@ -31,8 +36,19 @@ DNAT = (
     "-d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j DNAT "
     f"--to-destination {HOST}:{PORT}"
 )
-ACCEPT = f"-A nova-api-INPUT -d {HOST}/32 -p tcp -m tcp --dport {PORT} -j ACCEPT"
 CLIENT_TIMEOUT = 2.0
+METADATA_UID = 64123  # no such user: nothing on the machine belongs to it
+UNPRIVILEGED = [
+    "setpriv", f"--reuid={METADATA_UID}", f"--regid={METADATA_UID}", "--clear-groups",
+    "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+]
+# The unit's system-call filter and MemoryDenyWriteExecute (tests/lib/sandbox.py).
+# Not combined with UNPRIVILEGED: this virtualenv's interpreter lives under
+# /root, which only setpriv's own exec can still reach.
+SANDBOXED = [
+    "setpriv", "--no-new-privs", "--",
+    sys.executable, "-m", "tests.lib.sandbox", "novanet-metadata.service", "--",
+]
 
 
 class Lab:
@@ -50,17 +66,20 @@ class Lab:
         self.instance = add_instance(
             self.db, "cirros", mac="fa:16:3e:2c:e8:ec", public_key=KEY, user_data=USER_DATA
         )
+        # SQLite in WAL mode: readers write the -shm file, and the heartbeat writes
+        # rows; the unit's user gets the state directory the same way (README).
+        for path in (tmp, *tmp.glob("novanet.sqlite*")):
+            os.chown(path, METADATA_UID, METADATA_UID)
         assert self.instance.address == "10.0.0.2"
         self.proc: subprocess.Popen[str] | None = None
 
     def write_conf(self, name: str = "novanet.conf", **extra: object) -> Path:
-        """A config file; daemons besides the main one get another iptables_prefix
-        (their nova-api-INPUT would name another port and the two would repair
-        each other's chain back and forth)."""
+        """A config file readable by the daemon's user."""
         options = {
             "my_ip": HOST,
+            "host": "controller-1",
             "state_path": str(self.tmp),
-            "iptables_check_interval": 1,
+            "report_interval": 1,
             "metadata_client_timeout": CLIENT_TIMEOUT,
             **extra,
         }
@@ -68,12 +87,15 @@ class Lab:
         lines += ["[database]", f"connection = {self.db.url}"]
         path = self.tmp / name
         path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o644)
         return path
 
-    def start(self, conf: Path, log: str = "metadata.log") -> subprocess.Popen[str]:
+    def start(
+        self, conf: Path, log: str = "metadata.log", prefix: list[str] = UNPRIVILEGED
+    ) -> subprocess.Popen[str]:
         logfile = open(self.tmp / log, "w")  # noqa: SIM115 - lives as long as the process
         proc = self.ctl.popen(
-            [sys.executable, "-m", "novanet.cmd.metadata", "--config-file", str(conf)],
+            [*prefix, sys.executable, "-m", "novanet.cmd.metadata", "--config-file", str(conf)],
             stdout=logfile,
             stderr=subprocess.STDOUT,
             cwd=str(ROOT),
@@ -114,13 +136,14 @@ class Lab:
         self.db.dispose()
         self.cli.destroy()
         self.ctl.destroy()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
-    made = Lab(tmp_path_factory.mktemp("metadata"))
+    made = Lab(world_readable_dir("metadata"))
     try:
         made.proc = made.start(made.write_conf())
         made.wait_serving(made.proc)
@@ -156,13 +179,50 @@ def test_other_sources_learn_nothing(lab: Lab) -> None:
     assert got == {"status": 404, "body": "404 Not Found\n"}
 
 
-def test_iptables_rules_of_the_seed(lab: Lab) -> None:
-    for table in ("filter", "nat"):
-        listing = lab.ctl.run(["iptables", "-t", table, "-S"]).stdout.splitlines()
-        seed = (SEED / f"controller-iptables-{table}.txt").read_text().splitlines()
-        expected = [line for line in seed if "nova-api" in line]
-        assert [line for line in listing if "nova-api" in line] == expected, table
-    assert ACCEPT in lab.ctl.run(["iptables", "-S"]).stdout.splitlines()
+def test_it_runs_unprivileged_and_touches_no_firewall(lab: Lab) -> None:
+    assert lab.proc is not None
+    status = Path(f"/proc/{lab.proc.pid}/status").read_text()
+    # `ip netns exec` execs setpriv, which execs python: the same pid
+    fields = dict(line.split(":", 1) for line in status.splitlines())
+    assert fields["Uid"].split()[:2] == [str(METADATA_UID)] * 2
+    assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
+    assert fields["NoNewPrivs"].strip() == "1"
+    listing = lab.ctl.run(["iptables-save"]).stdout
+    assert "nova-api" not in listing  # novanet-network installs those (not running here)
+
+
+def test_it_works_under_the_units_syscall_filter(lab: Lab) -> None:
+    conf = lab.write_conf("seccomp.conf", metadata_port=8780)
+    proc = lab.start(conf, log="seccomp.log", prefix=SANDBOXED)
+    try:
+        lab.wait_serving(proc, log="seccomp.log")
+        assert lab.wget(f"http://{HOST}:8780/latest/meta-data/instance-id").stdout == "i-00000001"
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        assert "Seccomp:\t2" in status  # a filter is loaded
+        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (lab.tmp / "seccomp.log").read_text()
+    assert "Traceback" not in log and "novanet-metadata stopped" in log
+
+
+def test_it_reports_its_heartbeat(lab: Lab) -> None:
+    def row() -> list[tuple[str, str, int]]:
+        return [
+            (s.host, s.binary, s.report_count)
+            for s in services.list_services(lab.db)
+            if s.binary == "novanet-metadata"
+        ]
+
+    deadline = time.monotonic() + 15
+    while not (row() and row()[0][2] >= 2):
+        assert time.monotonic() < deadline, f"no heartbeats: {row()}"
+        time.sleep(0.2)
+    assert row()[0][:2] == ("controller-1", "novanet-metadata")
 
 
 def test_dnat_from_169_254_169_254(lab: Lab) -> None:
@@ -170,16 +230,6 @@ def test_dnat_from_169_254_169_254(lab: Lab) -> None:
     try:
         result = lab.wget("http://169.254.169.254/2009-04-04/meta-data/instance-id")
         assert (result.returncode, result.stdout) == (0, "i-00000001")
-        # a repair of our chains leaves the hand-made DNAT alone
-        lab.ctl.run(["iptables", "-F", "nova-api-INPUT"])
-        deadline = time.monotonic() + 5
-        while ACCEPT not in lab.ctl.run(["iptables", "-S"]).stdout.splitlines():
-            assert time.monotonic() < deadline, "nova-api-INPUT was not repaired"
-            time.sleep(0.1)
-        nat = lab.ctl.run(["iptables", "-t", "nat", "-S"]).stdout.splitlines()
-        assert f"-A PREROUTING {DNAT}" in nat
-        result = lab.wget("http://169.254.169.254/latest/meta-data/instance-id")
-        assert result.stdout == "i-00000001"
     finally:
         lab.ctl.run(["iptables", "-t", "nat", "-D", "PREROUTING", *DNAT.split()], check=False)
 
@@ -239,9 +289,7 @@ def test_wrong_methods_and_traversal_over_http(lab: Lab) -> None:
 
 
 def test_connections_are_bounded(lab: Lab) -> None:
-    conf = lab.write_conf(
-        "bounded.conf", metadata_port=8779, metadata_max_connections=3, iptables_prefix="other"
-    )
+    conf = lab.write_conf("bounded.conf", metadata_port=8779, metadata_max_connections=3)
     proc = lab.start(conf, log="bounded.log")
     try:
         lab.wait_serving(proc, log="bounded.log")
@@ -262,7 +310,7 @@ def test_connections_are_bounded(lab: Lab) -> None:
 
 
 def test_sigterm_stops_it(lab: Lab) -> None:
-    conf = lab.write_conf("second.conf", metadata_port=8776, iptables_prefix="other")
+    conf = lab.write_conf("second.conf", metadata_port=8776)
     proc = lab.start(conf, log="second.log")
     try:
         lab.wait_serving(proc, log="second.log")
@@ -279,16 +327,13 @@ def test_sigterm_stops_it(lab: Lab) -> None:
 
 
 def test_start_errors_are_one_line(lab: Lab) -> None:
-    conf = lab.write_conf(
-        "bad-listen.conf", metadata_listen="10.9.9.9", metadata_port=8777, iptables_prefix="badlisten"
-    )
+    conf = lab.write_conf("bad-listen.conf", metadata_listen="10.9.9.9", metadata_port=8777)
     proc = lab.start(conf, log="bad-listen.log")
     assert proc.wait(timeout=20) == 1
     out = (lab.tmp / "bad-listen.log").read_text()
     assert "novanet-metadata: error: cannot listen on 10.9.9.9:8777" in out
     assert "Traceback" not in out
-    # it failed before touching the firewall
-    assert "badlisten" not in lab.ctl.run(["iptables-save"]).stdout
+    assert len(out.splitlines()) == 1, out  # one line per failed start
     empty = lab.tmp / "empty.conf"
     empty.write_text(
         f"[DEFAULT]\nmy_ip = {HOST}\nmetadata_port = 8778\n"
@@ -299,3 +344,4 @@ def test_start_errors_are_one_line(lab: Lab) -> None:
     out = (lab.tmp / "empty.log").read_text()
     assert "novanet-metadata: error: cannot read instances from the database" in out
     assert "Traceback" not in out
+    assert len(out.splitlines()) == 1, out

@@ -143,7 +143,8 @@ def controller(vhost):
 
 
 def _seed(name: str) -> list[str]:
-    return [line for line in (SEED / name).read_text().splitlines() if "nova-api" not in line]
+    """The seed's listing, nova-api-* chains included: novanet-network installs them."""
+    return (SEED / name).read_text().splitlines()
 
 
 def _rpc(vhost):

@@ -191,7 +191,39 @@ def test_service_list_up_and_down(synced):
     rows = json.loads(run(synced, "service", "list", "--format", "json")[1])
     states = {(r["host"], r["binary"]): r["state"] for r in rows}
     assert states == {("compute-1", "novanet-compute"): "down", ("controller-1", "novanet-network"): "up"}
-    assert {"host", "binary", "topic", "state", "updated_at"} <= set(rows[0])
+    assert {"host", "binary", "topic", "state", "updated_at", "status"} <= set(rows[0])
+
+
+def test_service_disable_and_enable(synced):
+    from novanet.db import services
+    from novanet.db.api import Database
+
+    db = Database(f"sqlite:///{synced[0]}/state/novanet.sqlite")
+    services.heartbeat(db, "compute-1", "novanet-compute", "compute")
+
+    def status():
+        rows = json.loads(run(synced, "service", "list", "--format", "json")[1])
+        return {(r["host"], r["binary"]): r["status"] for r in rows}
+
+    assert status() == {("compute-1", "novanet-compute"): "enabled"}
+    assert run(synced, "service", "disable", "compute-1", "novanet-compute") == (
+        0, "novanet-compute on compute-1: disabled\n"
+    )
+    assert status() == {("compute-1", "novanet-compute"): "disabled"}
+    assert "disabled" in run(synced, "service", "list")[1].splitlines()[1].split()
+    assert run(synced, "service", "enable", "compute-1", "novanet-compute")[0] == 0
+    assert status() == {("compute-1", "novanet-compute"): "enabled"}
+    db.dispose()
+
+
+def test_service_disable_unknown_is_one_line_and_changes_nothing(synced, capsys):
+    capsys.readouterr()
+    assert run(synced, "service", "disable", "compute-9", "novanet-compute") == (1, "")
+    assert capsys.readouterr().err == (
+        "novanet-manage: error: no service novanet-compute on host compute-9 has reported in "
+        "(see 'novanet-manage service list')\n"
+    )
+    assert run(synced, "service", "disable", "compute-9")[0] == 2
 
 
 def test_the_entry_point_keeps_eventlets_green_dns_out():

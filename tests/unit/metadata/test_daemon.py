@@ -1,24 +1,23 @@
-"""The daemon object on the fake iptables: the seed's nova-api chains, repair, start/stop."""
+"""The daemon object: serves, reports its heartbeat, touches no firewall, fails in one line."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from novanet.conf import new_conf
+from novanet.db import services
 from novanet.db.api import Database
 from novanet.exception import NovanetError
-from novanet.linux.fakes.iptables import FakeIptables
-from novanet.linux.iptables import IptablesManager
 from novanet.metadata import daemon as metadata_daemon
 from novanet.metadata.daemon import MetadataDaemon
-from tests.lib.paths import SEED
 
 
 class FakeServer:
     """Stands in for MetadataServer: remembers whether it serves."""
+
+    address = ("192.168.56.200", 8775)
 
     def __init__(self, fail: str | None = None) -> None:
         self.serving = False
@@ -40,93 +39,50 @@ class FakeServer:
         self.serving = self.bound = False
 
 
-def api_lines(listing: list[str]) -> list[str]:
-    return [line for line in listing if "nova-api" in line]
-
-
-def make(
-    db: Database, interval: int = 10, fail: str | None = None
-) -> tuple[MetadataDaemon, FakeIptables, FakeServer]:
+def make(db: Database, fail: str | None = None) -> tuple[MetadataDaemon, FakeServer]:
     conf = new_conf()
     conf([], default_config_files=[])
     conf.set_override("metadata_host", "192.168.56.200")
-    conf.set_override("iptables_check_interval", interval)
-    fake = FakeIptables()
+    conf.set_override("host", "controller-1")
     server = FakeServer(fail)
-    daemon = MetadataDaemon(
-        conf, db=db, iptables=IptablesManager("api", fake, prefix="nova"), server=server  # type: ignore[arg-type]
-    )
-    return daemon, fake, server
+    return MetadataDaemon(conf, db=db, server=server), server  # type: ignore[arg-type]
 
 
-def test_start_writes_the_seed_nova_api_chains(db: Database) -> None:
-    daemon, fake, server = make(db)
+def test_start_serves_and_reports_its_heartbeat(db: Database) -> None:
+    daemon, server = make(db)
     daemon.start()
     try:
         assert server.serving
-        for table in ("filter", "nat"):
-            seed = (SEED / f"controller-iptables-{table}.txt").read_text().splitlines()
-            assert api_lines(fake.listing(table)) == api_lines(seed), table
-        assert (
-            "-A nova-api-INPUT -d 192.168.56.200/32 -p tcp -m tcp --dport 8775 -j ACCEPT"
-            in fake.listing("filter")
-        )
+        rows = [(s.host, s.binary, s.topic) for s in services.list_services(db)]
+        assert rows == [("controller-1", "novanet-metadata", "metadata")]
+        assert all(check.ok for check in daemon.health())
+        server.serving = False  # the accept loop died
+        assert [c.name for c in daemon.health() if c.fatal and not c.ok] == ["http"]
     finally:
         daemon.stop()
     assert not server.serving
-    # the rules stay when the daemon stops
-    assert "-A INPUT -j nova-api-INPUT" in fake.listing("filter")
 
 
-def test_periodic_check_repairs_a_flushed_chain(db: Database) -> None:
-    daemon, fake, _server = make(db, interval=1)
-    daemon.start()
-    try:
-        fake.run("-F nova-api-INPUT")
-        assert fake.chain("nova-api-INPUT") == []
-        deadline = time.monotonic() + 5
-        while fake.chain("nova-api-INPUT") == [] and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert fake.chain("nova-api-INPUT") == [
-            "-d 192.168.56.200/32 -p tcp -m tcp --dport 8775 -j ACCEPT"
-        ]
-    finally:
-        daemon.stop()
-
-
-def test_other_rules_are_left_alone(db: Database) -> None:
-    daemon, fake, _server = make(db)
-    fake.run("-N other-chain")
-    fake.run("-A INPUT -p tcp --dport 22 -j ACCEPT")
-    daemon.start()
-    daemon.stop()
-    listing = fake.listing("filter")
-    assert "-N other-chain" in listing
-    assert "-A INPUT -p tcp --dport 22 -j ACCEPT" in listing
-    assert "-A INPUT -j nova-api-INPUT" in listing
+def test_it_has_no_firewall_to_touch(db: Database) -> None:
+    daemon, _server = make(db)
+    assert not hasattr(daemon, "iptables")
 
 
 def test_unmigrated_database_stops_the_start(tmp_path: Path) -> None:
     empty = Database(f"sqlite:///{tmp_path / 'empty.sqlite'}")
-    daemon, fake, server = make(empty)
+    daemon, server = make(empty)
     with pytest.raises(NovanetError, match=r"cannot read instances from the database sqlite:///"):
         daemon.start()
     assert not server.serving
-    assert fake.listing("filter") == [
-        "-P INPUT ACCEPT", "-P FORWARD ACCEPT", "-P OUTPUT ACCEPT"
-    ]
     empty.dispose()
 
 
-def test_unbindable_address_stops_the_start_before_iptables(db: Database) -> None:
-    daemon, fake, server = make(db, fail="cannot listen on 10.9.9.9:8775")
+def test_unbindable_address_stops_the_start(db: Database) -> None:
+    daemon, server = make(db, fail="cannot listen on 10.9.9.9:8775")
     with pytest.raises(NovanetError, match="cannot listen"):
         daemon.start()
     assert not server.serving
-    assert fake.listing("filter") == ["-P INPUT ACCEPT", "-P FORWARD ACCEPT", "-P OUTPUT ACCEPT"]
-    assert fake.listing("nat") == [
-        "-P PREROUTING ACCEPT", "-P INPUT ACCEPT", "-P OUTPUT ACCEPT", "-P POSTROUTING ACCEPT"
-    ]
+    assert services.list_services(db) == []
 
 
 def test_build_wires_the_configuration(tmp_path: Path, db: Database) -> None:
@@ -139,11 +95,15 @@ def test_build_wires_the_configuration(tmp_path: Path, db: Database) -> None:
     conf.set_override("metadata_port", 18775)
     conf.set_override("metadata_client_timeout", 3.5)
     conf.set_override("metadata_max_connections", 77)
+    conf.set_override("report_interval", 7)
     try:
         built = metadata_daemon.build(conf, [])
     finally:
         conf.clear_override("connection", group="database")
     assert (built.server.host, built.server.port) == ("10.9.9.9", 18775)
     assert (built.server.limits.client_timeout, built.server.limits.max_connections) == (3.5, 77)
-    assert built.iptables.naming.wrap("INPUT") == "nova-api-INPUT"
+    assert [(t.name, t.interval, t.option) for t in built.periodic.tasks] == [
+        ("heartbeat", 7, "report_interval")
+    ]
+    assert built.metrics is None  # metrics_listen is off by default
     built.db.dispose()

@@ -98,6 +98,28 @@ def test_unknown_or_down_host_refused_before_anything_is_written(controller):
     assert not any(r.instance_uuid for r in queries.list_fixed_ips(controller.db))
 
 
+def test_disabled_host_gets_no_new_instance_and_says_why(controller):
+    from novanet.db import services
+    from novanet.exception import Conflict
+
+    m = controller.manager
+    m.init_host()
+    kept = m.create_instance(display_name="kept", host="compute-1", vif_type="tap")
+    assert services.set_disabled(controller.db, "compute-1", "novanet-compute", True)
+    services.heartbeat(controller.db, "compute-1", "novanet-compute", "compute")  # keeps it disabled
+    with pytest.raises(Conflict) as refused:
+        m.create_instance(display_name="vm", host="compute-1", vif_type="tap")
+    assert str(refused.value).splitlines() == [
+        "compute host compute-1 is disabled: it takes no new instances "
+        "('novanet-manage service enable compute-1 novanet-compute' to undo)"
+    ]
+    assert [i.uuid for i in instances.list_instances(controller.db)] == [kept.uuid]
+    assert kept.uuid in controller.compute.plugged  # running instances stay
+    assert services.set_disabled(controller.db, "compute-1", "novanet-compute", False)
+    m.create_instance(display_name="vm", host="compute-1", vif_type="tap")
+    assert len(instances.list_instances(controller.db)) == 2
+
+
 def test_delete_releases_after_the_hostsfile_no_longer_has_it(controller):
     m = controller.manager
     m.init_host()
