@@ -25,7 +25,7 @@ from typing import Any
 from novanet import exception
 from novanet.dhcp.labels import dns_label
 from novanet.lab import guest
-from novanet.lab.daemons import Novanet
+from novanet.lab.daemons import ManageError, Novanet
 from novanet.lab.lab import FABRIC
 from novanet.lab.vm import image, qemu
 
@@ -171,6 +171,7 @@ class Instances:
             mac=instance.mac,
             tap=instance.device,
             image=built,
+            aliases=(instance.display_name, instance.uuid),
         )
         lease = dataclasses.replace(vm.wait_lease(timeout), console=vm.console())
         return Booted(instance, lease, time.monotonic() - started, vm)
@@ -186,8 +187,20 @@ class Instances:
         )
 
     def delete(self, ref: str) -> str:
-        """Stop the guest (VM or DHCP client), then ``instance delete``; novanet-manage's output."""
-        instance = self.find(ref)
+        """Stop the guest (VM or DHCP client), then ``instance delete``; novanet-manage's output.
+
+        A VM whose instance is already gone (deleted with novanet-manage
+        alone: the agent removed the tap under the running QEMU) is stopped.
+        """
+        try:
+            instance = self.find(ref)
+        except ManageError:
+            orphans = [vm for vm in qemu.all_vms(self.lab) if ref in vm.names() and vm.running()]
+            if not orphans:
+                raise
+            for vm in orphans:
+                qemu.stop(self.lab, vm.node, vm.name)
+            return f"stopped the VM of {ref} on {orphans[0].node} (its instance was deleted)\n"
         # QEMU holds the tap open: stopped first, so that the agent removes an
         # idle device (and a new VM can never attach to a half-deleted one).
         qemu.stop(self.lab, instance.host, instance.name)

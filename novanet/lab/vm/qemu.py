@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from novanet import exception
 from novanet.lab import guest as netns_guest
 from novanet.lab.lab import Lab
+from novanet.lab.state import write_text
 from novanet.lab.vm import initramfs
 from novanet.lab.vm.channel import DEFAULT_TIMEOUT, Channel, ChannelError, CommandResult
 from novanet.lab.vm.image import GuestImage
@@ -172,6 +173,14 @@ class Vm:
         record = self.lab.process(self.node, self.process_name)
         return record.pid if record else None
 
+    def names(self) -> list[str]:
+        """The instance's name and the aliases it was started with (display name, uuid)."""
+        try:
+            with open(os.path.join(self.directory, "names"), encoding="utf-8") as handle:
+                return [self.name, *handle.read().splitlines()]
+        except FileNotFoundError:
+            return [self.name]
+
     def console(self) -> str:
         try:
             with open(self.console_log, encoding="utf-8", errors="replace") as handle:
@@ -238,10 +247,23 @@ def process_name(instance: str) -> str:
 
 
 def start(
-    lab: Lab, node: str, instance: str, *, hostname: str, mac: str, tap: str, image: GuestImage
+    lab: Lab,
+    node: str,
+    instance: str,
+    *,
+    hostname: str,
+    mac: str,
+    tap: str,
+    image: GuestImage,
+    aliases: Sequence[str] = (),
 ) -> Vm:
-    """Start QEMU in ``node`` on its tap ``tap``; returns at once (see :meth:`Vm.wait`)."""
+    """Start QEMU in ``node`` on its tap ``tap``; returns at once (see :meth:`Vm.wait`).
+
+    :param aliases: other names of the instance (display name, uuid), kept
+        so that the VM is found after its instance was deleted
+    """
     vm = Vm(lab, node, instance)
+    write_text(os.path.join(vm.directory, "names"), "".join(f"{a}\n" for a in aliases if a))
     spec = VmSpec(
         name=instance,
         hostname=hostname,
@@ -259,6 +281,17 @@ def start(
             os.unlink(stale)
     lab.start_process(node, vm.process_name, argv)
     return vm
+
+
+def all_vms(lab: Lab) -> list[Vm]:
+    """Every VM the lab started (running or not)."""
+    prefix = process_name("")
+    nodes = [n.name for n in lab.topology.nodes]
+    return [
+        Vm(lab, r.node, r.name[len(prefix) :])
+        for r in lab.launcher.records(nodes)
+        if r.node and r.name.startswith(prefix)
+    ]
 
 
 def find(lab: Lab, node: str, instance: str) -> Vm | None:
