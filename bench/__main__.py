@@ -36,6 +36,7 @@ BENCHES: dict[str, tuple[str, str, list[str], list[str]]] = {
     "dhcpbridge": ("bench.dhcpbridge_bench", "dhcp-script: one add event", [], ["--events", "15"]),
     "metadata": ("bench.metadata_bench", "metadata service: requests per second", [], ["--duration", "3"]),
     "lab": ("bench.lab_bench", "End to end in the lab: instance create to DHCP lease", [], ["--quick"]),
+    "qemu": ("bench.qemu_bench", "QEMU guests in the lab: image, boot to lease, memory", ["--cold"], ["--quick"]),
     "memory": ("bench.memory_bench", "Memory: daemons with 5,000 instances", [], ["--quick"]),
 }
 

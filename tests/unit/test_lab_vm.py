@@ -202,5 +202,5 @@ def test_console_report_before_the_lease_and_after_metadata_failed() -> None:
         "novanet-guest: metadata error=unreachable tries=30 uptime=40.1\n"
     )
     assert failed.lease is not None and failed.lease.router is None and failed.lease.dns == ()
-    assert failed.lease_uptime is None
+    assert failed.lease_uptime is None and failed.metadata_uptime == 40.1
     assert failed.instance_id is None and failed.metadata_error == "unreachable"

@@ -94,6 +94,7 @@ class ConsoleReport:
     lease_uptime: float | None = None  # guest seconds since its kernel started
     instance_id: str | None = None
     metadata_error: str | None = None
+    metadata_uptime: float | None = None
     errors: tuple[str, ...] = ()
 
 
@@ -127,6 +128,7 @@ def parse_console(text: str) -> ConsoleReport:
                 report,
                 instance_id=fields.get("instance-id"),
                 metadata_error=fields.get("error"),
+                metadata_uptime=_float(fields.get("uptime")),
             )
     return dataclasses.replace(report, errors=tuple(errors))
 
