@@ -158,6 +158,8 @@ class Instances:
         progress: Callable[[str], None] | None,
     ) -> Booted:
         self._check_host(host)
+        if not shutil.which(qemu.QEMU):
+            raise exception.NotFound(f"{qemu.QEMU} is not installed (tools/install-packages.sh)")
         built = image.ImageCache(progress=progress).ensure()
         started = time.monotonic()
         instance = self.create(name, host, mac, vif_type="tap")
@@ -173,7 +175,12 @@ class Instances:
             image=built,
             aliases=(instance.display_name, instance.uuid),
         )
-        lease = dataclasses.replace(vm.wait_lease(timeout), console=vm.console())
+        try:
+            lease = dataclasses.replace(vm.wait_lease(timeout), console=vm.console())
+        except (TimeoutError, qemu.VmGone) as exc:
+            raise exception.NovanetError(
+                f"{exc}\n(instance {name} stays to be looked at: novanet-lab delete {name})"
+            ) from None
         return Booted(instance, lease, time.monotonic() - started, vm)
 
     def vm(self, instance: Instance) -> qemu.Vm | None:
