@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from novanet import exception
-from novanet.lab.vm import image, initramfs, qemu
+from novanet.lab.vm import apt, image, initramfs, qemu
 
 
 def busybox_cpio_list(archive: bytes) -> list[str]:
@@ -115,23 +115,23 @@ busybox-static:
 
 
 def test_apt_output_parsing() -> None:
-    assert image.parse_kernel_depends(APT_DEPENDS) == "linux-image-6.1.0-57-amd64"
-    assert image.parse_candidates(APT_POLICY) == {
+    assert apt.parse_kernel_depends(APT_DEPENDS) == "linux-image-6.1.0-57-amd64"
+    assert apt.parse_candidates(APT_POLICY) == {
         "linux-image-6.1.0-57-amd64": "6.1.192-3",
         "busybox-static": "1:1.35.0-4+deb12u1+b1",
     }
-    assert image.parse_candidates("busybox-static:\n  Candidate: (none)\n") == {}
+    assert apt.parse_candidates("busybox-static:\n  Candidate: (none)\n") == {}
     with pytest.raises(exception.NotFound):
-        image.parse_kernel_depends("linux-image-amd64\n")
+        apt.parse_kernel_depends("linux-image-amd64\n")
 
 
 def test_image_key_follows_versions_and_recipe() -> None:
-    packages = image.Packages("linux-image-6.1.0-57-amd64", "6.1.192-3", "1:1.35.0-4")
+    packages = apt.Packages("linux-image-6.1.0-57-amd64", "6.1.192-3", "1:1.35.0-4")
     key = packages.key("r1")
     assert key.startswith("6.1.0-57-amd64-")
     assert packages.key("r2") != key
-    assert image.Packages(packages.kernel, "6.1.192-4", "1:1.35.0-4").key("r1") != key
-    assert image.Packages(packages.kernel, "6.1.192-3", "1:1.36.0-1").key("r1") != key
+    assert apt.Packages(packages.kernel, "6.1.192-4", "1:1.35.0-4").key("r1") != key
+    assert apt.Packages(packages.kernel, "6.1.192-3", "1:1.36.0-1").key("r1") != key
 
 
 SPEC = qemu.VmSpec(

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from novanet import exception
+from novanet.lab.vm import apt as apt_mod
 from novanet.lab.vm import image
 
 ELF = b"\x7fELF" + b"kernel" * 1000
@@ -28,7 +29,7 @@ DEPENDS = {
 }
 
 
-class FakeApt(image.Apt):
+class FakeApt(apt_mod.Apt):
     """An apt with lists (or not), one kernel and busybox-static, and their .debs."""
 
     def __init__(self) -> None:
@@ -40,22 +41,24 @@ class FakeApt(image.Apt):
         self.modules = dict(DEPENDS)
         self.download_delay = 0.0
 
-    def resolve(self, timeout: float) -> image.Packages:
+    def resolve(self, timeout: float) -> apt_mod.Packages:
         if self.broken or not self.lists:
             raise exception.ProcessExecutionError(["apt-cache", "depends"], 100, "", "E: no lists")
-        return image.Packages(self.kernel, self.kernel_version, self.busybox_version)
+        return apt_mod.Packages(self.kernel, self.kernel_version, self.busybox_version)
 
     def update(self, timeout: float) -> None:
         if self.broken:
             raise exception.ProcessExecutionError(["apt-get", "update"], 100, "", "E: offline")
         self.lists = True
 
-    def download(self, packages: image.Packages, directory: str, timeout: float) -> dict[str, str]:
+    def download(
+        self, packages: apt_mod.Packages, directory: str, timeout: float
+    ) -> dict[str, str]:
         time.sleep(self.download_delay)
         debs = {}
         for name, version in (
             (packages.kernel, packages.kernel_version),
-            (image.BUSYBOX, packages.busybox_version),
+            (apt_mod.BUSYBOX, packages.busybox_version),
         ):
             debs[name] = os.path.join(directory, f"{name}_{version}_amd64.deb")
             with open(debs[name], "w") as handle:
@@ -65,7 +68,7 @@ class FakeApt(image.Apt):
     def unpack(self, deb: str, directory: str, timeout: float) -> None:
         with open(deb) as handle:
             package = handle.read()
-        if package == image.BUSYBOX:
+        if package == apt_mod.BUSYBOX:
             write(os.path.join(directory, "bin", "busybox"), b"\x7fELF busybox")
             return
         release = package.removeprefix("linux-image-")
@@ -110,7 +113,7 @@ def test_first_use_builds_the_image(tmp_path: os.PathLike[str], apt: FakeApt) ->
     assert b"\n".join(order) + b"\n" in archive  # /etc/modules
     assert b"ko virtio_net" in archive and b"\x7fELF busybox" in archive
     assert built.kernel_release == "6.1.0-57-amd64"
-    assert built.packages == {apt.kernel: "6.1.192-3", image.BUSYBOX: "1:1.35.0-4"}
+    assert built.packages == {apt.kernel: "6.1.192-3", apt_mod.BUSYBOX: "1:1.35.0-4"}
     assert entries(root) == [os.path.basename(built.directory)]
     assert any("downloading linux-image-6.1.0-57-amd64 6.1.192-3" in s for s in said)
 
