@@ -124,6 +124,8 @@ def print_booted(booted: Booted) -> None:
 
 
 def boot(lab: lab_mod.Lab, args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.timeout > 0:
+        raise exception.UsageError(f"--timeout {args.timeout}: give seconds above 0")
     require_root()
     _require_up(lab)
     cloud = Cloud.of(lab)

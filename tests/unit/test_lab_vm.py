@@ -204,3 +204,20 @@ def test_console_report_before_the_lease_and_after_metadata_failed() -> None:
     assert failed.lease is not None and failed.lease.router is None and failed.lease.dns == ()
     assert failed.lease_uptime is None and failed.metadata_uptime == 40.1
     assert failed.instance_id is None and failed.metadata_error == "unreachable"
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    from novanet.lab import cli
+
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def test_boot_guest_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_cli(capsys, "boot", "vm", "--host", "compute-1", "--guest", "kvm")
+    assert code == 2 and "invalid choice: 'kvm'" in err
+    code, err = run_cli(capsys, "boot", "vm", "--host", "compute-1", "--guest", "qemu", "--timeout", "0")
+    assert code == 2 and err == "novanet-lab: error: --timeout 0.0: give seconds above 0\n"
