@@ -37,6 +37,7 @@ BENCHES: dict[str, tuple[str, str, list[str], list[str]]] = {
     "metadata": ("bench.metadata_bench", "metadata service: requests per second", [], ["--duration", "3"]),
     "lab": ("bench.lab_bench", "End to end in the lab: instance create to DHCP lease", [], ["--quick"]),
     "metrics": ("bench.metrics_bench", "Metrics: cost on the hot paths, cost of a scrape", [], ["--rounds", "20000", "--hosts", "500"]),
+    "qemu": ("bench.qemu_bench", "QEMU guests in the lab: image, boot to lease, memory", ["--cold"], ["--quick"]),
     "memory": ("bench.memory_bench", "Memory: daemons with 5,000 instances", [], ["--quick"]),
     "resync": ("bench.resync_bench", "Compute agent: the periodic resync with 5,000 live instances", [], ["--quick"]),
 }

@@ -7,10 +7,11 @@ import datetime
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -97,3 +98,25 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT MET"
+
+
+def with_sigterm(func: Callable[[], int]) -> int:
+    """SIGTERM unwinds like Ctrl-C, so the lab is removed.
+
+    Only in this process: pyroute2 forks a helper to open a socket in a
+    namespace and stops it with SIGTERM; a forked helper inherits this
+    handler, and unwinding there would run our cleanup (``lab.down()``) in
+    the child, under the parent still building the lab.
+    """
+    owner = os.getpid()
+
+    def interrupt(_sig: int, _frame: object) -> None:
+        if os.getpid() != owner:
+            os._exit(128 + signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        return func()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

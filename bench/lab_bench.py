@@ -31,12 +31,11 @@ import argparse
 import contextlib
 import math
 import os
-import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from bench.common import median
+from bench.common import median, with_sigterm
 from bench.lab_driver import Bench, BenchNovanet, measure, network_rpc
 from bench.lab_model import GOAL_TOTAL, say
 from bench.lab_report import report
@@ -94,19 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("lab_bench needs root (network namespaces)", file=sys.stderr)
         return 2
     return with_sigterm(lambda: run(args))
-
-
-def with_sigterm(func: Callable[[], int]) -> int:
-    """SIGTERM unwinds like Ctrl-C, so the lab is removed."""
-
-    def interrupt(_sig: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        return func()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,11 @@ declare -A wanted=(
     [nsenter]=util-linux
     [setpriv]=util-linux
     [systemd-analyze]=systemd
+    # novanet-lab boot --guest qemu: a TCG VM (the guest's kernel and busybox
+    # are .debs that the lab fetches itself with apt-get download; modinfo
+    # from kmod orders their modules)
+    [qemu-system-x86_64]=qemu-system-x86
+    [dpkg-deb]=dpkg
 )
 missing=()
 for program in "${!wanted[@]}"; do

@@ -3,10 +3,10 @@
     novanet-lab demo [--keep]                  the seed article, replayed and checked
     novanet-lab up [--bare] [--set FLAG=VALUE]  build the lab and start novanet in it
     novanet-lab start                          start novanet in a lab built with --bare
-    novanet-lab boot NAME --host HOST [--mac MAC]
+    novanet-lab boot NAME --host HOST [--mac MAC] [--guest netns|qemu]
     novanet-lab delete NAME
     novanet-lab ping SRC DST                   SRC/DST: node, instance or address
-    novanet-lab exec NODE [CMD...]             (no CMD: a shell)
+    novanet-lab exec NODE|INSTANCE [CMD...]    (no CMD: a shell; a VM needs a CMD)
     novanet-lab restart NODE DAEMON            network, metadata or compute
     novanet-lab status [--format json]
     novanet-lab logs [NODE] [-n LINES]
@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from novanet import __version__, exception
-from novanet.lab import commands, mounts
+from novanet.lab import commands, instances, mounts
 from novanet.lab import lab as lab_mod
 
 DEFAULT_NAME_ENV = "NOVANET_LAB_NAME"
@@ -90,12 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     start = named("start", "start novanet in a lab built with up --bare")
     metadata(start)
 
-    boot = named("boot", "create an instance (netns VIF) and run its guest's DHCP client")
+    boot = named("boot", "create an instance and start its guest (netns + udhcpc, or a VM)")
     boot.add_argument("instance", metavar="NAME")
     boot.add_argument("--host", required=True, help="compute-1 or compute-2")
     boot.add_argument("--mac", help="the instance's MAC (default: fa:16:3e:xx:xx:xx)")
+    boot.add_argument(
+        "--guest",
+        choices=instances.GUESTS,
+        default="netns",
+        help="netns: udhcpc in a namespace on a veth VIF (fast, the default); "
+        "qemu: a VM (TCG) on a tap VIF, its kernel and initramfs built from Debian "
+        "packages on first use and cached",
+    )
+    boot.add_argument(
+        "--timeout", type=float, help="seconds to wait for the lease (netns 15, qemu 180)"
+    )
 
-    delete = named("delete", "delete an instance (its guest's DHCP client first)")
+    delete = named("delete", "delete an instance (its VM or DHCP client first)")
     delete.add_argument("instance", metavar="NAME")
 
     ping = named("ping", "ping from a node or instance to an address, node or instance")
@@ -115,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     down = named("down", "remove everything a lab made (idempotent, works after a crash)")
     down.add_argument("--all", action="store_true", help="remove every lab on this machine")
 
-    run = named("exec", "run a command in a node (its netns and mount view)")
-    run.add_argument("node")
+    run = named("exec", "run a command in a node (its netns and mount view) or an instance")
+    run.add_argument("node", metavar="NODE|INSTANCE")
     run.add_argument("cmd", nargs=argparse.REMAINDER)
 
     status = named("status", "show nodes, addresses, daemons, instances")
@@ -140,8 +151,10 @@ def _down(args: argparse.Namespace) -> int:
 def _exec(lab: lab_mod.Lab, args: argparse.Namespace) -> int:
     commands.require_root()
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    nodes = [lab_mod.FABRIC, *(n.name for n in lab.topology.nodes)]
+    if args.node not in nodes:
+        return commands.exec_in_instance(lab, args.node, cmd)
     if args.node != lab_mod.FABRIC and not mounts.is_mountpoint(lab.paths.mnt_file(args.node)):
-        lab.prefix(args.node)  # raises NotFound for an unknown node
         raise exception.NovanetError(f"lab {lab.name} is not up (no node {args.node})")
     argv = lab.command(args.node, cmd or [os.environ.get("SHELL", "/bin/sh")])
     os.environ["NOVANET_LAB_NODE"] = args.node

@@ -18,7 +18,9 @@ from novanet import exception
 from novanet.lab import demo, relay
 from novanet.lab import lab as lab_mod
 from novanet.lab.cloud import Cloud
-from novanet.lab.instances import Booted
+from novanet.lab.daemons import ManageError
+from novanet.lab.instances import Booted, guest_prefix
+from novanet.lab.vm import qemu
 
 
 def require_root() -> None:
@@ -108,6 +110,11 @@ def print_booted(booted: Booted) -> None:
         ),
         ("seconds", f"{booted.seconds:.1f}"),
     ]
+    if booted.vm is not None:
+        fields += [
+            ("guest", f"qemu pid {booted.vm.pid()}"),
+            ("console log", booted.vm.console_log),
+        ]
     for key, value in fields:
         print(f"{key:<13} {value}")
     print("console:")
@@ -117,11 +124,51 @@ def print_booted(booted: Booted) -> None:
 
 
 def boot(lab: lab_mod.Lab, args: argparse.Namespace) -> int:
+    if args.timeout is not None and not args.timeout > 0:
+        raise exception.UsageError(f"--timeout {args.timeout}: give seconds above 0")
     require_root()
     _require_up(lab)
-    booted = Cloud.of(lab).instances.boot(args.instance, args.host, args.mac)
+    cloud = Cloud.of(lab)
+    booted = cloud.instances.boot(
+        args.instance,
+        args.host,
+        args.mac,
+        dhcp_timeout=args.timeout,
+        guest_kind=args.guest,
+        progress=_say,
+    )
     print_booted(booted)
+    if booted.vm is not None and cloud.novanet.metadata_running():
+        # The guest tries 30 times, one second apart, then says it gave up.
+        report = booted.vm.wait("metadata", timeout=120)
+        print(f"{'instance-id':<13} {report.instance_id or report.metadata_error}")
+    if booted.vm is not None:
+        print(f"run commands in it: novanet-lab exec{_named(lab)} {args.instance} -- CMD...")
     return 0
+
+
+def exec_in_instance(lab: lab_mod.Lab, ref: str, cmd: list[str]) -> int:
+    """``exec`` in a guest: a netns guest like a node, a VM through its command channel."""
+    _require_up(lab)
+    cloud = Cloud.of(lab)
+    nodes = ", ".join(n.name for n in lab.topology.nodes)
+    if not lab.process_running(cloud.novanet.controller, "network"):
+        raise exception.NotFound(f"{ref}: no such node ({nodes}); novanet is not started")
+    try:
+        instance = cloud.instances.find(ref)
+    except ManageError as exc:
+        raise exception.NotFound(f"{ref}: no such node ({nodes}) or instance ({exc})") from None
+    vm = cloud.instances.vm(instance)
+    if vm is None:
+        argv = lab.command(instance.host, [*guest_prefix(instance), *(cmd or ["/bin/sh"])])
+        sys.stdout.flush()
+        os.execvp(argv[0], argv)
+    if not cmd:
+        raise exception.UsageError(f"{ref} is a VM: give a command (it has no interactive shell)")
+    result = vm.run(qemu.shell_join(cmd))
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result.exit_code
 
 
 def delete(lab: lab_mod.Lab, args: argparse.Namespace) -> int:
@@ -193,6 +240,8 @@ def novanet_status(lab: lab_mod.Lab) -> dict[str, Any]:
     for inst in instances:
         if "host" in inst:
             inst["guest_dhcp"] = lab.process_running(inst["host"], f"udhcpc-{inst['name']}")
+            vm = qemu.find(lab, inst["host"], inst["name"])
+            inst["guest_vm"] = vm.pid() if vm and vm.running() else None
     return {"daemons": daemons, "instances": instances}
 
 
@@ -211,6 +260,8 @@ def print_novanet_status(data: dict[str, Any]) -> None:
             print(f"  ({inst['error']})")
             continue
         dhcp = "guest DHCP client running" if inst.get("guest_dhcp") else "no guest DHCP client"
+        if inst.get("guest_vm"):
+            dhcp = f"QEMU guest pid {inst['guest_vm']}"
         print(
             f"  {inst['id']:<3} {inst['name']} {inst['display_name']:<12} {inst['host']:<10} "
             f"{inst['address']} {inst['mac']} {inst['device']} ({dhcp})"

@@ -7,6 +7,10 @@ namespace ``instance-%08x`` inside that node (the node's own /run/netns, see
 then runs busybox udhcpc in it, kept running so the lease renews like a
 real guest's. Commands "in the guest" run in the node's view with one more
 ``nsenter --net=/run/netns/<instance>``.
+
+With ``guest="qemu"`` the instance gets a tap VIF instead and a real VM
+(:mod:`novanet.lab.vm`) boots on it; commands in that guest go through the
+VM's command channel.
 """
 
 from __future__ import annotations
@@ -19,9 +23,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from novanet import exception
+from novanet.dhcp.labels import dns_label
 from novanet.lab import guest
-from novanet.lab.daemons import Novanet
+from novanet.lab.daemons import ManageError, Novanet
 from novanet.lab.lab import FABRIC
+from novanet.lab.vm import image, qemu
+
+GUESTS = ("netns", "qemu")
+QEMU_BOOT_TIMEOUT = 180.0  # seconds to a lease under TCG on a busy 2-core machine
 
 METADATA_URL = "http://169.254.169.254/2009-04-04/meta-data/instance-id"
 
@@ -60,6 +69,7 @@ class Booted:
     instance: Instance
     lease: guest.GuestLease
     seconds: float  # from `instance create` to the guest's first lease
+    vm: qemu.Vm | None = None  # a QEMU guest (None: a netns guest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,24 +110,82 @@ class Instances:
         rows = self.novanet.manage_json("instance", "show", ref)
         return Instance.from_row(rows[0])
 
-    def create(self, name: str, host: str, mac: str | None = None) -> Instance:
-        if host not in self.novanet.computes:
-            raise exception.UsageError(
-                f"--host {host}: not a compute node of the lab ({', '.join(self.novanet.computes)})"
-            )
-        args = ["instance", "create", "--name", name, "--host", host, "--vif-type", "netns"]
+    def create(
+        self, name: str, host: str, mac: str | None = None, vif_type: str = "netns"
+    ) -> Instance:
+        self._check_host(host)
+        args = ["instance", "create", "--name", name, "--host", host, "--vif-type", vif_type]
         if mac:
             args += ["--mac", mac]
         return Instance.from_row(self.novanet.manage_json(*args)[0])
 
+    def _check_host(self, host: str) -> None:
+        if host not in self.novanet.computes:
+            raise exception.UsageError(
+                f"--host {host}: not a compute node of the lab ({', '.join(self.novanet.computes)})"
+            )
+
     def boot(
-        self, name: str, host: str, mac: str | None = None, dhcp_timeout: float = 15
+        self,
+        name: str,
+        host: str,
+        mac: str | None = None,
+        dhcp_timeout: float | None = None,
+        guest_kind: str = "netns",
+        progress: Callable[[str], None] | None = None,
     ) -> Booted:
-        """Create the instance, then run its guest's DHCP client until it has a lease."""
+        """Create the instance, then start its guest and wait until it has a lease.
+
+        :param guest_kind: ``netns`` (udhcpc in the instance's namespace) or
+            ``qemu`` (a VM on a tap VIF; the guest image is built first if
+            it is not cached, before the instance exists)
+        """
+        if guest_kind not in GUESTS:
+            raise exception.UsageError(f"--guest {guest_kind}: use one of {', '.join(GUESTS)}")
+        if guest_kind == "qemu":
+            return self._boot_vm(name, host, mac, dhcp_timeout or QEMU_BOOT_TIMEOUT, progress)
         started = time.monotonic()
         instance = self.create(name, host, mac)
-        lease = self.start_guest(instance, timeout=dhcp_timeout)
+        lease = self.start_guest(instance, timeout=dhcp_timeout or 15)
         return Booted(instance, lease, time.monotonic() - started)
+
+    def _boot_vm(
+        self,
+        name: str,
+        host: str,
+        mac: str | None,
+        timeout: float,
+        progress: Callable[[str], None] | None,
+    ) -> Booted:
+        self._check_host(host)
+        if not shutil.which(qemu.QEMU):
+            raise exception.NotFound(f"{qemu.QEMU} is not installed (tools/install-packages.sh)")
+        built = image.ImageCache(progress=progress).ensure()
+        started = time.monotonic()
+        instance = self.create(name, host, mac, vif_type="tap")
+        if not (instance.mac and instance.device):
+            raise exception.NovanetError(f"instance {instance.name} has no MAC or tap device")
+        vm = qemu.start(
+            self.lab,
+            instance.host,
+            instance.name,
+            hostname=dns_label(instance.display_name, instance.name),
+            mac=instance.mac,
+            tap=instance.device,
+            image=built,
+            aliases=(instance.display_name, instance.uuid),
+        )
+        try:
+            lease = dataclasses.replace(vm.wait_lease(timeout), console=vm.console())
+        except (TimeoutError, qemu.VmGone) as exc:
+            raise exception.NovanetError(
+                f"{exc}\n(instance {name} stays to be looked at: novanet-lab delete {name})"
+            ) from None
+        return Booted(instance, lease, time.monotonic() - started, vm)
+
+    def vm(self, instance: Instance) -> qemu.Vm | None:
+        """The instance's QEMU guest, if the lab started one."""
+        return qemu.find(self.lab, instance.host, instance.name)
 
     def start_guest(self, instance: Instance, timeout: float = 15) -> guest.GuestLease:
         """udhcpc in the instance, kept running (renewals); the first lease it applied."""
@@ -126,8 +194,23 @@ class Instances:
         )
 
     def delete(self, ref: str) -> str:
-        """Stop the guest's DHCP client, then ``instance delete``; novanet-manage's output."""
-        instance = self.find(ref)
+        """Stop the guest (VM or DHCP client), then ``instance delete``; novanet-manage's output.
+
+        A VM whose instance is already gone (deleted with novanet-manage
+        alone: the agent removed the tap under the running QEMU) is stopped.
+        """
+        try:
+            instance = self.find(ref)
+        except ManageError:
+            orphans = [vm for vm in qemu.all_vms(self.lab) if ref in vm.names() and vm.running()]
+            if not orphans:
+                raise
+            for vm in orphans:
+                qemu.stop(self.lab, vm.node, vm.name)
+            return f"stopped the VM of {ref} on {orphans[0].node} (its instance was deleted)\n"
+        # QEMU holds the tap open: stopped first, so that the agent removes an
+        # idle device (and a new VM can never attach to a half-deleted one).
+        qemu.stop(self.lab, instance.host, instance.name)
         # udhcpc holds the instance's namespace open: stopped first, so that
         # the agent's delete frees the namespace and its veth at once.
         self.lab.stop_process(instance.host, f"udhcpc-{instance.name}")
@@ -145,6 +228,23 @@ class Instances:
     def in_guest(self, instance: Instance, argv: Sequence[str], **kwargs: Any) -> tuple[str, str]:
         """Run a command in an instance (processutils.execute semantics)."""
         return self.lab.execute(instance.host, [*guest_prefix(instance), *argv], **kwargs)
+
+    def run_in(self, ref: str, argv: Sequence[str], timeout: float = 60) -> tuple[str, str, int]:
+        """(stdout, stderr, exit code) of a command in a node, netns guest or VM."""
+        return self._run(self._target(ref), argv, timeout)
+
+    def _target(self, ref: str) -> tuple[str, list[str], qemu.Vm | None]:
+        node, prefix, instance = self.locate(ref)
+        return node, prefix, self.vm(instance) if instance else None
+
+    def _run(
+        self, target: tuple[str, list[str], qemu.Vm | None], argv: Sequence[str], timeout: float
+    ) -> tuple[str, str, int]:
+        node, prefix, vm = target
+        if vm is not None:
+            result = vm.run(qemu.shell_join(argv), timeout=timeout)
+            return result.stdout, result.stderr, result.exit_code
+        return run_status(self.lab.execute, node, [*prefix, *argv], timeout=timeout)
 
     def address_of(self, ref: str) -> str:
         """An IPv4 address, a node's management address or an instance's fixed IP."""
@@ -167,10 +267,11 @@ class Instances:
         :param tool: ``auto`` (iputils ping if installed, else busybox),
             ``iputils`` or ``busybox``
         """
-        node, prefix, _ = self.locate(source)
-        address = self.address_of(destination)
-        argv = [*prefix, *ping_argv(address, count, wait, tool)]
-        out, err, code = run_status(self.lab.execute, node, argv)
+        target = self._target(source)
+        if target[2] is not None:
+            tool = "busybox"  # all a VM has
+        argv = ping_argv(self.address_of(destination), count, wait, tool)
+        out, err, code = self._run(target, argv, 60)
         return PingResult(source, destination, argv, out + err, code)
 
     def cloud_setup(

@@ -24,6 +24,8 @@ from novanet.lab import lab as lab_mod
 from novanet.lab import netview
 from novanet.lab.cloud import Cloud
 from novanet.lab.instances import Booted
+from novanet.lab.vm.channel import CommandResult
+from novanet.lab.vm.qemu import Vm
 from tests.functional.test_lab_fabric import TEST_BASE, unique_lab_name
 from tests.functional.test_lab_lifecycle import assert_no_leftovers as assert_no_lab_leftovers
 from tests.lib.wait import poll
@@ -151,3 +153,20 @@ def gateway_first(cloud: Cloud, node: str) -> bool:
     links = {link.name: link for link in netview.links(cloud.lab.topology.netns(node))}
     br100 = links.get("br100")
     return br100 is not None and [a.address for a in br100.addresses][:1] == ["10.0.0.1/24"]
+def spoofed_ping(vm: Vm, spoofed: str, destination: str, count: int = 2) -> CommandResult:
+    """From inside a QEMU guest, ping ``destination`` from an address that is not the VM's.
+
+    The hook for the anti-spoofing work (``vif_antispoof``): once the compute
+    node drops a guest's frames with a foreign source as they enter br100,
+    its test asserts ``not spoofed_ping(...).ok``. Until then nothing stops
+    them (tests/e2e/test_qemu_guest.py only checks that the attempt is made
+    and cleaned up). The extra address is removed again whatever happened.
+    """
+    script = (
+        f"ip addr add {spoofed}/32 dev eth0 || exit 2\n"
+        f"ping -c {count} -W 2 -I {spoofed} {destination}\n"
+        "rc=$?\n"
+        f"ip addr del {spoofed}/32 dev eth0\n"
+        "exit $rc\n"
+    )
+    return vm.run(script, timeout=10 + 3 * count)
