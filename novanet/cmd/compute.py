@@ -9,10 +9,11 @@ def main() -> None:
     from novanet.service import green
 
     green.monkey_patch()  # before anything else creates a lock, socket or thread
+    from novanet.cmd.pipes import run_filter
     from novanet.compute.service import build
     from novanet.service import daemon
 
-    sys.exit(daemon.run("novanet-compute", "novanet's compute agent", build))
+    sys.exit(run_filter(lambda: daemon.run("novanet-compute", "novanet's compute agent", build)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from novanet.cmd.pipes import run_filter
+
+    return run_filter(lambda: _run(argv))
+
+
+def _run(argv: Sequence[str] | None) -> int:
     # `import eventlet` warns on every start that it is in bugfix-only mode.
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     from novanet.exception import NovanetError

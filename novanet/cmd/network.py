@@ -9,10 +9,12 @@ def main() -> None:
     from novanet.service import green
 
     green.monkey_patch()  # before anything else creates a lock, socket or thread
+    from novanet.cmd.pipes import run_filter
     from novanet.network.service import build
     from novanet.service import daemon
 
-    sys.exit(daemon.run("novanet-network", "novanet's controller daemon", build))
+    description = "novanet's controller daemon"
+    sys.exit(run_filter(lambda: daemon.run("novanet-network", description, build)))
 
 
 if __name__ == "__main__":
