@@ -125,7 +125,11 @@ class ComputeManager:
     def _declare_base(self) -> None:
         declare(
             self.iptables.ipv4,
-            rules.base_rules(sorted(self._bridges), self.conf.iptables_drop_action),
+            rules.base_rules(
+                sorted(self._bridges),
+                self.conf.iptables_drop_action,
+                self.conf.forward_bridge_interface,
+            ),
         )
 
     @property

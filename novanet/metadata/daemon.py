@@ -2,7 +2,8 @@
 
 At start it converges its iptables chains (the seed's nova-api-* chains in
 filter and nat, with ``-A nova-api-INPUT -d <metadata_host>/32 -p tcp -m tcp
---dport <metadata_port> -j ACCEPT``) and keeps them repaired every
+--dport <metadata_port> -j ACCEPT``, or nova's ``-m addrtype --dst-type
+LOCAL`` for a loopback metadata_host) and keeps them repaired every
 iptables_check_interval seconds, and serves on metadata_listen:metadata_port
 (bound before the rules are written, so a wrong address changes nothing).
 On stop the server ends; the rules stay (as the other daemons' do), so a
@@ -11,6 +12,8 @@ restart does not drop guests' requests at the firewall.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 
 from oslo_config import cfg
@@ -19,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from novanet.conf import loader
 from novanet.db.api import Database
-from novanet.exception import NovanetError
+from novanet.exception import NovanetError, UsageError
 from novanet.linux.iptables import IptablesManager
 from novanet.metadata.app import MetadataApp
 from novanet.metadata.lookup import InstanceLookup, find_by_address
@@ -87,16 +90,48 @@ class MetadataDaemon:
         self.db.dispose()
 
 
+def listen_address(conf: cfg.ConfigOpts) -> str:
+    """Where to listen: metadata_listen, except that with a loopback metadata_host
+    requests arrive REDIRECTed to the bridge's own address (network/rules.py
+    metadata_forward), which a loopback socket would never see."""
+    listen = str(conf.metadata_listen)
+    if _is_loopback(conf.metadata_host) and _is_loopback(listen):
+        LOG.info("metadata_host %s is loopback: listening on 0.0.0.0", conf.metadata_host)
+        return "0.0.0.0"
+    return listen
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def load_vendor_data(path: str | None) -> object:
+    """vendordata_jsonfile_path's JSON ({} without one); one line on any problem."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise UsageError(f"vendordata_jsonfile_path {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"vendordata_jsonfile_path {path} is not JSON: {exc}") from None
+
+
 def build(conf: cfg.ConfigOpts, _sources: list[loader.Source]) -> MetadataDaemon:
     """The daemon for ``conf`` (the entry point's factory for novanet.service.daemon.run)."""
+    vendor_data = load_vendor_data(conf.vendordata_jsonfile_path)
     db = Database.from_conf(conf)
     lookup = InstanceLookup(db, cache_ttl=conf.metadata_cache_ttl)
-    app = MetadataApp(lookup, dhcp_domain=conf.dhcp_domain or "")
+    app = MetadataApp(lookup, dhcp_domain=conf.dhcp_domain or "", vendor_data=vendor_data)
     limits = Limits(
         client_timeout=conf.metadata_client_timeout,
         max_connections=conf.metadata_max_connections,
     )
-    server = MetadataServer(app, conf.metadata_listen, conf.metadata_port, limits)
+    server = MetadataServer(app, listen_address(conf), conf.metadata_port, limits)
     return MetadataDaemon(
         conf, db=db, iptables=IptablesManager.from_conf(conf, BINARY), server=server
     )

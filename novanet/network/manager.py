@@ -1,9 +1,9 @@
 """The controller's FlatDHCP manager: networks on this host, and the instance lifecycle.
 
 It owns the database. For every network it keeps the bridge with its gateway
-address, a dnsmasq, and the NAT/filter rules of the seed; for every instance
-it allocates the address, updates dnsmasq and asks the compute host to plug
-and filter it, undoing everything when any step fails.
+address, a dnsmasq, and the NAT/filter rules of the seed (host.py); for every
+instance it allocates the address, updates dnsmasq and asks the compute host
+to plug and filter it, undoing everything when any step fails.
 
 Collaborators are injected (bridges, iptables, dhcp, compute RPC), so the
 logic is tested with fakes; the daemon (service.py) wires the real ones.
@@ -21,36 +21,18 @@ from oslo_config import cfg
 from novanet.db import instances, services
 from novanet.db.api import Database
 from novanet.dhcp.labels import dns_label
-from novanet.dhcp.models import DhcpHost, DhcpNetwork
 from novanet.exception import NotFound, NovanetError, ServiceUnavailable
 from novanet.ipam import networks as nets
-from novanet.ipam import pool, queries
+from novanet.ipam import pool
 from novanet.ipam.networks import NetworkRow
-from novanet.network import rules as controller_rules
+from novanet.linux.ebtables import Ebtables
+from novanet.network.host import BINARY, CONTROLLER_TABLES, TOPIC, Bridges, Dhcp, NetworkHost
 from novanet.rpc.objects import InstanceNetwork
 
 LOG = logging.getLogger(__name__)
 
-BINARY = "novanet-network"
-TOPIC = "network"
-
-
-class Bridges(Protocol):
-    def setup_controller(
-        self, bridge: str, interface: str | None, gateway: str, broadcast: str | None = None
-    ) -> list[Any]: ...
-
-
-class Dhcp(Protocol):
-    def enable(self, network: DhcpNetwork) -> None: ...
-
-    def disable(self, network: DhcpNetwork) -> None: ...
-
-    def reload_allocations(self, network: DhcpNetwork) -> None: ...
-
-    def release(self, network: DhcpNetwork, address: str, mac: str) -> None: ...
-
-    def check_alive(self) -> list[int]: ...
+# re-exported: the daemon and the tests take them from here
+__all__ = ["BINARY", "CONTROLLER_TABLES", "TOPIC", "Bridges", "Dhcp", "NetworkManager"]
 
 
 class Compute(Protocol):
@@ -63,22 +45,9 @@ class Compute(Protocol):
     ) -> None: ...
 
 
-def dhcp_network(net: NetworkRow) -> DhcpNetwork:
-    return DhcpNetwork(
-        id=net.id,
-        bridge=net.bridge,
-        cidr=net.cidr,
-        gateway=net.gateway,
-        dhcp_server=net.dhcp_server,
-        dhcp_start=net.dhcp_start,
-        broadcast=net.broadcast,
-        netmask=net.netmask,
-        dns1=net.dns1,
-        dns2=net.dns2,
-    )
+class NetworkManager(NetworkHost):
+    """The instance lifecycle (the host's networks: :class:`NetworkHost`)."""
 
-
-class NetworkManager:
     def __init__(
         self,
         conf: cfg.ConfigOpts,
@@ -88,6 +57,7 @@ class NetworkManager:
         iptables: Any,
         dhcp: Dhcp,
         compute: Compute | None,
+        ebtables: Ebtables | None = None,
     ) -> None:
         self.conf = conf
         self.db = db
@@ -95,101 +65,12 @@ class NetworkManager:
         self.iptables = iptables
         self.dhcp = dhcp
         self.compute = compute
+        self.ebtables = ebtables or Ebtables()
         self.host = conf.host
         self._networks: dict[int, NetworkRow] = {}
         self._lock = threading.RLock()
         # One lifecycle operation per instance at a time.
         self._instance_locks: dict[str, threading.Lock] = {}
-
-    # -- the host ------------------------------------------------------------------
-
-    def init_host(self) -> None:
-        """Converge this host from any state: bridges, gateway, rules, dnsmasq."""
-        with self._lock:
-            current = nets.list_networks(self.db)
-            for net in current:
-                self._setup_bridge(net)
-            self._declare_rules(current)
-            LOG.info("iptables: %s", "; ".join(self.iptables.full_sync()) or "already in place")
-            for net in current:
-                self.dhcp.enable(dhcp_network(net))
-            self._networks = {net.id: net for net in current}
-            LOG.info("serving %d network(s): %s", len(current), ", ".join(n.cidr for n in current))
-
-    def _setup_bridge(self, net: NetworkRow) -> None:
-        prefix = net.cidr.split("/")[1]
-        interface = net.bridge_interface or self.conf.flat_interface
-        steps = self.bridges.setup_controller(
-            net.bridge, interface, f"{net.dhcp_server}/{prefix}", net.broadcast
-        )
-        for step in steps:
-            LOG.info("%s: %s", net.bridge, step)
-
-    def _declare_rules(self, current: list[NetworkRow]) -> None:
-        wanted = controller_rules.controller_rules(
-            current,
-            metadata_host=self.conf.metadata_host,
-            metadata_port=self.conf.metadata_port,
-            routing_source_ip=self.conf.routing_source_ip,
-            dmz_cidrs=self.conf.dmz_cidr,
-        )
-        controller_rules.declare(self.iptables.ipv4, wanted)
-
-    def refresh_networks(self) -> list[str]:
-        """Pick up networks created, modified or deleted with novanet-manage."""
-        with self._lock:
-            current = {net.id: net for net in nets.list_networks(self.db)}
-            if current == self._networks:
-                return []
-            changes = []
-            for net_id, old in self._networks.items():
-                if net_id not in current:
-                    self.dhcp.disable(dhcp_network(old))
-                    changes.append(f"network {old.cidr} removed")
-            for net in current.values():
-                if self._networks.get(net.id) != net:
-                    self._setup_bridge(net)
-                    changes.append(f"network {net.cidr} set up")
-            with self.iptables.defer_apply():
-                self._declare_rules(list(current.values()))
-            for net in current.values():
-                if self._networks.get(net.id) != net:
-                    self.dhcp.enable(dhcp_network(net))
-            self._networks = current
-            LOG.info("networks changed: %s", "; ".join(changes))
-            return changes
-
-    def hosts(self, network_id: int) -> list[DhcpHost]:
-        """dnsmasq's hosts for a network (the driver's hosts provider)."""
-        return [
-            DhcpHost(h.mac, h.hostname, h.address)
-            for h in queries.hosts_for_network(self.db, network_id)
-        ]
-
-    # -- periodic tasks -------------------------------------------------------------
-
-    def heartbeat(self) -> None:
-        services.heartbeat(self.db, self.host, BINARY, TOPIC)
-
-    def disassociate_stale(self) -> None:
-        freed = pool.disassociate_stale(self.db, self.conf.fixed_ip_disassociate_timeout)
-        if freed:
-            LOG.info(
-                "returned to the pool after %d s without a lease: %s",
-                self.conf.fixed_ip_disassociate_timeout,
-                ", ".join(freed),
-            )
-
-    def check_dnsmasq(self) -> None:
-        for network_id in self.dhcp.check_alive():
-            LOG.warning("dnsmasq of network %d was not running: started it again", network_id)
-
-    def check_iptables(self) -> None:
-        repaired = self.iptables.check_and_repair()
-        if repaired:
-            LOG.warning(
-                "iptables rules were changed by someone else; repaired: %s", "; ".join(repaired)
-            )
 
     # -- instances ------------------------------------------------------------------
 
@@ -197,14 +78,16 @@ class NetworkManager:
         with self._lock:
             return self._instance_locks.setdefault(key, threading.Lock())
 
-    def _network_for_allocation(self) -> NetworkRow:
+    def _allocate(self, instance_uuid: str, mac: str | None) -> tuple[pool.Allocation, NetworkRow]:
         with self._lock:
-            known = sorted(self._networks.values(), key=lambda n: n.id)
-        if not known:
-            known = nets.list_networks(self.db)
-        if not known:
-            raise NotFound("there is no network: create one with 'novanet-manage network create'")
-        return known[0]
+            known = list(self._networks.values())
+        return nets.allocate_in_order(
+            self.db,
+            known or self._served(),
+            instance_uuid=instance_uuid,
+            mac=mac,
+            mac_attempts=self.conf.create_unique_mac_address_attempts,
+        )
 
     def describe(
         self, inst: instances.InstanceRow, port: instances.Port | None = None
@@ -255,7 +138,6 @@ class NetworkManager:
     ) -> InstanceNetwork:
         """Allocate, update dnsmasq, have the compute host plug and filter; undo on failure."""
         self.check_host_up(host)
-        net = self._network_for_allocation()
         inst = instances.create_instance(
             self.db,
             display_name=display_name,
@@ -269,13 +151,11 @@ class NetworkManager:
         instances.update_instance(self.db, inst.id, hostname=dns_label(display_name, name))
         with self._instance_lock(inst.uuid):
             try:
-                alloc = pool.allocate_for_instance(
-                    self.db, network_id=net.id, instance_uuid=inst.uuid, mac=mac
-                )
+                alloc, net = self._allocate(inst.uuid, mac)
             except NovanetError:
                 instances.delete_instance_row(self.db, inst.id)
                 raise
-            self.dhcp.reload_allocations(dhcp_network(net))
+            self.dhcp.reload_allocations(self._dhcp_of(net.id))
             described = self.describe(
                 instances.get_instance(self.db, inst.id),
                 instances.Port(alloc.address, alloc.mac, net.id),
@@ -323,7 +203,7 @@ class NetworkManager:
         pool.deallocate_for_instance(self.db, described.uuid)
         pool.free_unleased(self.db, described.uuid)
         instances.delete_instance_row(self.db, described.id)
-        self.dhcp.reload_allocations(dhcp_network(net))
+        self.dhcp.reload_allocations(self._dhcp_of(net.id))
 
     def delete_instance(self, instance_uuid: str) -> dict[str, Any]:
         """Unplug on the compute host, release the address, forget the instance."""
@@ -354,9 +234,7 @@ class NetworkManager:
 
     def _release(self, instance_uuid: str) -> None:
         for address, mac, network_id in pool.deallocate_for_instance(self.db, instance_uuid):
-            net = dhcp_network(
-                self._networks.get(network_id) or nets.get_network(self.db, network_id)
-            )
+            net = self._dhcp_of(network_id)
             if self.conf.force_dhcp_release:
                 # Hostsfile rewritten and dnsmasq reloaded BEFORE the release,
                 # so the guest cannot renew in between (the driver does both).
@@ -366,11 +244,8 @@ class NetworkManager:
 
     def allocate_for_instance(self, instance_uuid: str, mac: str | None = None) -> InstanceNetwork:
         inst = instances.get_by_uuid(self.db, instance_uuid)
-        net = self._network_for_allocation()
-        alloc = pool.allocate_for_instance(
-            self.db, network_id=net.id, instance_uuid=inst.uuid, mac=mac
-        )
-        self.dhcp.reload_allocations(dhcp_network(net))
+        alloc, net = self._allocate(inst.uuid, mac)
+        self.dhcp.reload_allocations(self._dhcp_of(net.id))
         return self.describe(inst, instances.Port(alloc.address, alloc.mac, net.id))
 
     def deallocate_for_instance(self, instance_uuid: str) -> None:

@@ -22,7 +22,7 @@ from novanet.linux.sysctl import Sysctl
 from novanet.network import leases
 from novanet.network.endpoint import NetworkEndpoint
 from novanet.network.lease_socket import LeaseEventServer
-from novanet.network.manager import TOPIC, NetworkManager
+from novanet.network.manager import CONTROLLER_TABLES, TOPIC, NetworkManager
 from novanet.rpc import transport as rpc
 from novanet.rpc.compute_api import ComputeAPI
 from novanet.service.periodic import PeriodicRunner
@@ -56,7 +56,8 @@ class NetworkService:
             os.makedirs(path, mode=0o755, exist_ok=True)
         self.db = Database.from_conf(conf)
         schema.check_current(self.db.engine)
-        self.iptables = IptablesManager.from_conf(conf, "network")
+        # mangle: the CHECKSUM rule for DHCP replies (network/rules.py)
+        self.iptables = IptablesManager.from_conf(conf, "network", tables=CONTROLLER_TABLES)
         self.manager = NetworkManager(
             conf,
             self.db,
