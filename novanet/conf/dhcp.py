@@ -69,8 +69,8 @@ dhcp_opts = [
         default=False,
         help="nova's option for instances with several NICs: only the fixed IP that "
         "holds the instance's default route gets the router option (3) by DHCP, the "
-        "others get an empty one. dnsmasq then tags every host (net:NW-<vif id> in "
-        "the hostsfile) and reads the options per tag from "
+        "others get an empty one. dnsmasq then tags every host (net:NW-<MAC> in "
+        "the hostsfile; nova used the VIF's id) and reads the options per tag from "
         "<networks_path>/nova-<bridge>.opts (--dhcp-optsfile). A novanet instance "
         "has one NIC, which holds the default route: guests see the same router.",
     ),

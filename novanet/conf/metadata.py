@@ -24,7 +24,8 @@ metadata_opts = [
         default="$metadata_host",
         help="Address novanet-metadata binds (with metadata_port). Defaults to "
         "metadata_host, the DNAT target; 0.0.0.0 binds every address. The iptables "
-        "ACCEPT rule is always for metadata_host.",
+        "ACCEPT rule is for metadata_host (for a loopback metadata_host: every "
+        "local address, nova's '-m addrtype --dst-type LOCAL').",
     ),
     cfg.StrOpt(
         "vendordata_jsonfile_path",

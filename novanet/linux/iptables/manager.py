@@ -102,7 +102,7 @@ class IptablesManager:
     ) -> IptablesManager:
         """A manager configured by iptables_prefix / iptables_backend / iptables_*_regex."""
         if runner is None:
-            runner = IptablesRunner(conf.iptables_backend)
+            runner = IptablesRunner(conf.iptables_backend, tables=tables)
         return cls(
             binary,
             runner,
