@@ -12,7 +12,7 @@ computed when Prometheus scrapes, by collectors registered with
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -149,14 +149,19 @@ class MeteredIptablesManager(IptablesManager):
         return repaired
 
 
-def iptables_manager(conf: Any, binary: str, metrics: Metrics | None) -> IptablesManager:
+def iptables_manager(
+    conf: Any,
+    binary: str,
+    metrics: Metrics | None,
+    tables: Sequence[str] = ("filter", "nat"),
+) -> IptablesManager:
     """The daemon's IptablesManager, metered when metrics are on."""
     if metrics is None:
-        return IptablesManager.from_conf(conf, binary)
+        return IptablesManager.from_conf(conf, binary, tables=tables)
     from novanet.linux.iptables.runner import IptablesRunner
 
-    runner = MeteredRunner(IptablesRunner(conf.iptables_backend), metrics)
-    manager = MeteredIptablesManager.from_conf(conf, binary, runner=runner)
+    runner = MeteredRunner(IptablesRunner(conf.iptables_backend, tables=tables), metrics)
+    manager = MeteredIptablesManager.from_conf(conf, binary, runner=runner, tables=tables)
     assert isinstance(manager, MeteredIptablesManager)
     manager.metrics = metrics
     return manager

@@ -13,6 +13,8 @@ declare -A wanted=(
     [tcpdump]=tcpdump
     [ping]=iputils-ping
     [nsenter]=util-linux
+    # share_dhcp_address: nova's ebtables rules (the nft-based ebtables of Debian 12)
+    [ebtables]=ebtables
     [setpriv]=util-linux
     [systemd-analyze]=systemd
     # novanet-lab boot --guest qemu: a TCG VM (the guest's kernel and busybox

@@ -150,7 +150,9 @@ def run(argv: list[str], environ: dict[str, str], out: object = sys.stdout) -> i
 
 
 def main() -> None:
-    sys.exit(run(sys.argv[1:], dict(os.environ)))
+    from novanet.cmd.pipes import run_filter
+
+    sys.exit(run_filter(lambda: run(sys.argv[1:], dict(os.environ))))
 
 
 if __name__ == "__main__":

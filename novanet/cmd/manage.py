@@ -12,9 +12,10 @@ def main() -> None:
     # short-lived client spent starting. It never monkey patches nor resolves
     # a name in a green thread, so the plain resolver is the right one.
     os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
+    from novanet.cmd.pipes import run_filter
     from novanet.manage.cli import main as run
 
-    sys.exit(run())
+    sys.exit(run_filter(run))
 
 
 if __name__ == "__main__":

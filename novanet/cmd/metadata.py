@@ -10,6 +10,12 @@ DESCRIPTION = "EC2/OpenStack metadata service for instances"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from novanet.cmd.pipes import run_filter
+
+    return run_filter(lambda: _run(argv))
+
+
+def _run(argv: Sequence[str] | None) -> int:
     # `import eventlet` warns on every start that it is in bugfix-only mode.
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     from novanet.exception import NovanetError

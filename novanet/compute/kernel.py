@@ -132,7 +132,11 @@ class AgentKernel:
     def declare_base(self) -> None:
         declare(
             self.iptables.ipv4,
-            rules.base_rules(sorted(self.ready), self.conf.iptables_drop_action),
+            rules.base_rules(
+                sorted(self.ready),
+                self.conf.iptables_drop_action,
+                self.conf.forward_bridge_interface,
+            ),
         )
 
     def add_rules(self, inst: InstanceNetwork) -> None:

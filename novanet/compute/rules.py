@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from novanet.linux.iptables.declare import Rules
+from novanet.network.rules import gateway_rules
 
 
 @dataclass(frozen=True)
@@ -23,12 +24,17 @@ class InstanceFilter:
     dhcp_server: str
 
 
-def base_rules(bridges: Iterable[str], drop_action: str = "DROP") -> Rules:
-    """The agent's rules without instances: bridge forwarding, provider, sg-fallback."""
+def base_rules(
+    bridges: Iterable[str], drop_action: str = "DROP", forward_interfaces: Iterable[str] = ("all",)
+) -> Rules:
+    """The agent's rules without instances: bridge forwarding, provider, sg-fallback.
+
+    Bridge forwarding follows forward_bridge_interface on compute hosts too:
+    nova's compute plugged its bridge with the same gateway rules.
+    """
     forward: list[str] = []
     for bridge in bridges:
-        forward.append(f"-i {bridge} -j ACCEPT")
-        forward.append(f"-o {bridge} -j ACCEPT")
+        forward += gateway_rules(bridge, list(forward_interfaces), _drop(drop_action))
     chains = {
         "FORWARD": forward,
         # Admin rules applying to every instance go here (empty by default).

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from novanet.conf import types
+
 dhcp_opts = [
     cfg.IntOpt(
         "dhcp_lease_time",
@@ -45,11 +47,42 @@ dhcp_opts = [
         "send a DHCPRELEASE for the lease with dhcp_release (dnsmasq-utils) so the "
         "address is freed at once instead of when the lease expires.",
     ),
+    cfg.MultiOpt(
+        "dns_server",
+        item_type=types.DnsServer(),
+        default=None,  # none (oslo checks a default list against the item type)
+        help="Upstream DNS servers of dnsmasq (nova's option: repeat it for each "
+        "server). When any is set (here or through use_network_dns_servers), "
+        "dnsmasq gets --no-resolv and one --server= per server, in this order, and "
+        "no longer reads the controller's /etc/resolv.conf. Each value is an address, "
+        "optionally ADDRESS#PORT or /DOMAIN/ADDRESS. Changing it restarts dnsmasq.",
+    ),
     cfg.BoolOpt(
         "use_network_dns_servers",
         default=False,
-        help="Give dnsmasq the network's dns1/dns2 as upstream servers (--server, "
-        "with --no-resolv). Default: dnsmasq forwards with the host's resolv.conf.",
+        help="Give dnsmasq the network's dns1/dns2 as upstream servers too (after "
+        "dns_server; --server, with --no-resolv). Default: dnsmasq forwards with the "
+        "host's resolv.conf.",
+    ),
+    cfg.BoolOpt(
+        "use_single_default_gateway",
+        default=False,
+        help="nova's option for instances with several NICs: only the fixed IP that "
+        "holds the instance's default route gets the router option (3) by DHCP, the "
+        "others get an empty one. dnsmasq then tags every host (net:NW-<MAC> in "
+        "the hostsfile; nova used the VIF's id) and reads the options per tag from "
+        "<networks_path>/nova-<bridge>.opts (--dhcp-optsfile). A novanet instance "
+        "has one NIC, which holds the default route: guests see the same router.",
+    ),
+    cfg.BoolOpt(
+        "share_dhcp_address",
+        default=False,
+        deprecated_for_removal=True,
+        help="nova's (deprecated) option for multi-host networks: the DHCP server "
+        "address is cut off from flat_interface (ebtables drops ARP for it and DHCP "
+        "across it), so that every host can hold the same address for its own "
+        "instances. novanet runs one network host: only instances on the "
+        "controller itself can then reach the gateway (an all-in-one host).",
     ),
     cfg.IntOpt(
         "dhcp_lease_max",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from novanet.conf import types
+
 firewall_opts = [
     cfg.StrOpt(
         "iptables_prefix",
@@ -19,6 +21,27 @@ firewall_opts = [
         default="DROP",
         choices=["DROP", "REJECT", "LOGDROP"],
         help="Target of the sg-fallback chain for traffic to an instance that no rule accepted.",
+    ),
+    cfg.Opt(
+        "iptables_top_regex",
+        default="",
+        type=types.Regex(),
+        help="Regular expression (Python syntax, searched in each rule as "
+        "iptables-save prints it: '-A INPUT -j fail2ban-ssh') selecting rules of other "
+        "programs that stay above novanet's rules in the chains novanet shares "
+        "with them (INPUT, FORWARD, nova-filter-top...). novanet never moves "
+        "other programs' rules; its own are placed below the last match. Empty: "
+        "novanet's rules come first, as in nova.",
+    ),
+    cfg.Opt(
+        "iptables_bottom_regex",
+        type=types.Regex(),
+        default="",
+        help="Regular expression selecting rules of other programs that must stay "
+        "below novanet's rules. Every other program's rule already is (novanet "
+        "inserts its own above them and never moves theirs), so this only "
+        "matters together with iptables_top_regex: a rule matching both counts "
+        "as top, as in nova.",
     ),
     cfg.BoolOpt(
         "allow_same_net_traffic",

@@ -1,8 +1,9 @@
 """Loading configuration: INI files and nova's legacy flagfiles.
 
-Every program takes ``--config-file PATH`` (INI, oslo.config) and
-``--flagfile PATH`` (nova's format: one ``--name=value`` per line), in any
-order and repeated; later files win. A ``--config-file`` whose first
+Every program takes ``--config-file PATH`` (INI, oslo.config), ``--flagfile
+PATH`` (nova's format: one ``--name=value`` per line) and ``--config-dir DIR``
+(its ``*.conf`` files in sorted order, where the switch stands, as oslo reads
+it), in any order and repeated; later files win. A ``--config-file`` whose first
 meaningful line starts with ``--`` is read as a flagfile, so the seed's
 nova.conf works with either switch.
 
@@ -33,6 +34,7 @@ from novanet.conf import hostinfo
 LOG = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_FILE = "/etc/novanet/novanet.conf"
+DEFAULT_CONFIG_DIR = "/etc/novanet/novanet.conf.d"
 
 # Legacy flag name -> (group, name) of the option that replaced it.
 ALIASES: dict[str, tuple[str, str]] = {
@@ -65,7 +67,7 @@ class ConfigError(Exception):
 class Source:
     """One configuration file given on the command line, in order."""
 
-    kind: str  # "config" (INI, or a flagfile recognised by content) or "flag"
+    kind: str  # "config" (INI, or a flagfile recognised by content), "flag" or "dir"
     path: str
 
 
@@ -116,6 +118,21 @@ def _read_lines(path: str) -> list[str]:
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"configuration file {path} is not UTF-8 text ({exc.reason})") from None
+
+
+def expand_dirs(sources: Iterable[Source]) -> list[Source]:
+    """``dir`` sources replaced by their ``*.conf`` files, sorted (oslo's --config-dir)."""
+    files: list[Source] = []
+    for source in sources:
+        if source.kind == "dir":
+            try:
+                names = sorted(n for n in os.listdir(source.path) if n.endswith(".conf"))
+            except OSError as exc:
+                raise ConfigError(f"config directory {source.path}: {exc.strerror}") from None
+            files += [Source("config", os.path.join(source.path, name)) for name in names]
+        else:
+            files.append(source)
+    return files
 
 
 def _known_opts(conf: cfg.ConfigOpts) -> dict[tuple[str, str], cfg.Opt]:
@@ -303,7 +320,7 @@ def load(
     conf: cfg.ConfigOpts,
     sources: Sequence[Source],
     prog: str | None = None,
-    default_files: Iterable[str] = (DEFAULT_CONFIG_FILE,),
+    default_files: Iterable[str] = (DEFAULT_CONFIG_FILE, DEFAULT_CONFIG_DIR),
 ) -> list[Source]:
     """Parse ``sources`` into ``conf`` (options must be registered already).
 
@@ -313,11 +330,12 @@ def load(
     """
     files = list(sources)
     if not files:
-        files = [Source("config", path) for path in default_files if os.path.exists(path)]
+        kinds = ((os.path.isdir(path), path) for path in default_files if os.path.exists(path))
+        files = [Source("dir" if is_dir else "config", path) for is_dir, path in kinds]
     loaded = _Loaded()
     tmp_to_origin: dict[str, str] = {}
     try:
-        for source in files:
+        for source in expand_dirs(files):
             if source.kind == "flag" or is_flagfile(source.path):
                 ini = _translate_flagfile(source.path, conf, loaded)
                 tmp_to_origin[ini] = source.path
@@ -353,7 +371,7 @@ def load(
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--config-file`` and ``--flagfile`` (repeatable, order kept) to a parser."""
+    """Add ``--config-file``, ``--flagfile`` and ``--config-dir`` (repeatable, order kept)."""
 
     class _Append(argparse.Action):
         def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
@@ -361,20 +379,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             current.append(Source(self.const, values))
             namespace.config_sources = current
 
-    parser.add_argument(
-        "--config-file",
-        action=_Append,
-        const="config",
-        dest="config_sources",
-        metavar="PATH",
-        help=f"configuration file (INI, or a nova flagfile); repeatable, later files win "
-        f"(default: {DEFAULT_CONFIG_FILE} if it exists)",
-    )
-    parser.add_argument(
-        "--flagfile",
-        action=_Append,
-        const="flag",
-        dest="config_sources",
-        metavar="PATH",
-        help="nova-style flagfile (--name=value lines); repeatable",
-    )
+    file_help = f"INI file or nova flagfile (default: {DEFAULT_CONFIG_FILE} if it exists)"
+    dir_help = f"its *.conf files, sorted, read here (default: {DEFAULT_CONFIG_DIR} if it exists)"
+    for flag, kind, metavar, text in (
+        ("--config-file", "config", "PATH", file_help + "; repeatable, later files win"),
+        ("--flagfile", "flag", "PATH", "nova-style flagfile (--name=value lines); repeatable"),
+        ("--config-dir", "dir", "DIR", dir_help + "; repeatable"),
+    ):
+        parser.add_argument(
+            flag, action=_Append, const=kind, dest="config_sources", metavar=metavar, help=text
+        )

@@ -9,7 +9,10 @@ metadata_opts = [
         "metadata_host",
         default="$my_ip",
         help="Address the controller DNATs 169.254.169.254:80 to, and where "
-        "novanet-metadata listens.",
+        "novanet-metadata listens. A loopback address (127.0.0.1) cannot be a DNAT "
+        "target: the controller then REDIRECTs to metadata_port on the address the "
+        "request came in on, as nova did, and novanet-metadata listens on every "
+        "address (0.0.0.0) unless metadata_listen names a non-loopback one.",
     ),
     cfg.PortOpt(
         "metadata_port",
@@ -21,7 +24,15 @@ metadata_opts = [
         default="$metadata_host",
         help="Address novanet-metadata binds (with metadata_port). Defaults to "
         "metadata_host, the DNAT target; 0.0.0.0 binds every address. The iptables "
-        "ACCEPT rule is always for metadata_host.",
+        "ACCEPT rule is for metadata_host (for a loopback metadata_host: every "
+        "local address, nova's '-m addrtype --dst-type LOCAL').",
+    ),
+    cfg.StrOpt(
+        "vendordata_jsonfile_path",
+        help="JSON file served to every instance as openstack/<version>/"
+        "vendor_data.json (and under 'static' in vendor_data2.json), as nova's "
+        "StaticJSON vendordata. Read once when novanet-metadata starts; a missing "
+        "or malformed file stops it with an error. Unset: '{}'.",
     ),
     cfg.FloatOpt(
         "metadata_client_timeout",

@@ -90,6 +90,23 @@ network_opts = [
         help="Comma-separated CIDRs that instances reach without SNAT (each gets a "
         "POSTROUTING ACCEPT rule). Empty by default.",
     ),
+    cfg.MultiStrOpt(
+        "forward_bridge_interface",
+        default=["all"],
+        help="Interfaces a network's bridge may forward traffic to (nova's option, "
+        "repeat it per interface). 'all' (the default) gives the seed's "
+        "'-i br100 -j ACCEPT' and '-o br100 -j ACCEPT'; otherwise forwarding is "
+        "accepted between the bridge and each listed interface and within the "
+        "bridge, and everything else from or to the bridge gets "
+        "iptables_drop_action.",
+    ),
+    cfg.IntOpt(
+        "create_unique_mac_address_attempts",
+        default=5,
+        min=1,
+        help="How many random MAC addresses (fa:16:3e:xx:xx:xx) are tried for an "
+        "instance before the allocation fails because each was taken.",
+    ),
     cfg.IntOpt(
         "fixed_ip_disassociate_timeout",
         default=600,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from oslo_config import types
 
@@ -38,6 +39,62 @@ class IPv4Network(types.ConfigType):
 
     def _formatter(self, value: object) -> str:
         return str(value)
+
+
+class DnsServer(types.String):
+    """One dnsmasq upstream server (``--server=``): an address, optionally
+    ``#PORT``, optionally for some domains only (``/example.org/10.1.1.1``).
+
+    nova passed the value to dnsmasq unchecked; a typo then stopped dnsmasq
+    (and DHCP with it) at the next restart instead of the daemon at start.
+    """
+
+    def __init__(self, type_name: str = "DNS server value") -> None:
+        super().__init__(type_name=type_name)
+
+    def __call__(self, value: object) -> str:
+        text = super().__call__(value).strip()
+        domains, _, server = text.rpartition("/")
+        address, _, port = server.partition("#")
+        try:
+            ipaddress.ip_address(address)
+            if port and not 0 < int(port) < 65536:
+                raise ValueError(port)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a DNS server for dnsmasq (ADDRESS[#PORT], or "
+                "/DOMAIN/ADDRESS to use it for one domain only)"
+            ) from None
+        if domains and (not domains.startswith("/") or any(c in domains for c in " ,\t")):
+            raise ValueError(f"{text!r}: the domain part must read /DOMAIN/[DOMAIN/...]")
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        return self.__class__ == other.__class__
+
+    def __hash__(self) -> int:
+        return hash(self.__class__)
+
+
+class Regex(types.String):
+    """A Python regular expression (checked at start, not at the first apply)."""
+
+    def __init__(self, type_name: str = "regular expression value") -> None:
+        super().__init__(type_name=type_name)
+
+    def __call__(self, value: object) -> str:
+        text = super().__call__(value)
+        try:
+            re.compile(text)
+        except re.error as exc:
+            raise ValueError(f"{text!r} is not a regular expression: {exc}") from None
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        return self.__class__ == other.__class__
+
+    def __hash__(self) -> int:
+        return hash(self.__class__)
 
 
 class Choice(types.String):

@@ -35,6 +35,24 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+# The drivers are extras (pip install 'novanet[mysql]'): SQLite users need none.
+_EXTRAS = {"pymysql": ("PyMySQL", "mysql"), "psycopg": ("psycopg", "postgresql")}
+
+
+def _create(url: str, **kwargs: Any) -> Engine:
+    """create_engine, with a missing DBAPI driver named together with its extra."""
+    try:
+        return create_engine(url, **kwargs)
+    except ImportError as exc:
+        driver = make_url(url).get_driver_name()
+        package, extra = _EXTRAS.get(driver, (driver, None))
+        hint = f": pip install 'novanet[{extra}]'" if extra else ""
+        raise UsageError(
+            f"the database driver {package} for {make_url(url).get_backend_name()} "
+            f"is not installed ({exc}){hint}"
+        ) from None
+
+
 def _sqlite_pragmas(busy_timeout: int) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # The dhcp-script, novanet-manage and the daemon share the file:
@@ -80,9 +98,9 @@ def make_engine(url: str, *, busy_timeout: int = 30, echo: bool = False) -> Engi
             url = parsed.update_query_dict({"charset": "utf8mb4"}).render_as_string(
                 hide_password=False
             )
-        return create_engine(url, **kwargs)
+        return _create(url, **kwargs)
     kwargs["pool_pre_ping"] = True
-    return create_engine(url, **kwargs)
+    return _create(url, **kwargs)
 
 
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:

@@ -58,12 +58,18 @@ class Network(Base):
     dhcp_start: Mapped[str] = mapped_column(String(39))
     dns1: Mapped[str | None] = mapped_column(String(39))
     dns2: Mapped[str | None] = mapped_column(String(39))
-    bridge: Mapped[str] = mapped_column(String(15), unique=True)
+    # Not unique: `network create --num_networks N` puts N networks on one
+    # bridge, as nova did (one dnsmasq serves them all).
+    bridge: Mapped[str] = mapped_column(String(15))
     bridge_interface: Mapped[str | None] = mapped_column(String(15))
     multi_host: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The network host serving it (NULL: any); set with `network modify --host`.
     host: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    # Lower first: the order in which networks hand out addresses (NULL last).
+    priority: Mapped[int | None] = mapped_column(Integer)
 
 
 class FixedIp(Base):

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from novanet.exception import NovanetError
 
-HEAD = "0002"
+HEAD = "0004"
 
 
 def current(engine: Engine) -> str | None:

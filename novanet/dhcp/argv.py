@@ -41,10 +41,16 @@ appends only arguments that fix a known nova-network bug:
   starts from the dhcp-script's ``init`` output; without this flag a renewal
   dnsmasq has no lease for is NAKed and the guest drops its address
   (nova-network bug: guests lost their address after a dnsmasq restart).
-* ``--no-resolv`` and one ``--server=ADDR`` per distinct dns1/dns2 of the
-  network, only with ``use_network_dns_servers = True`` (nova's own option):
-  dnsmasq then forwards the instances' queries to the network's DNS servers
-  instead of the controller's resolv.conf.
+* ``--no-resolv`` and one ``--server=ADDR`` per ``dns_server`` and then per
+  distinct dns1/dns2 of the network with ``use_network_dns_servers = True``
+  (nova's options, nova's order): dnsmasq then forwards the instances'
+  queries to those servers instead of the controller's resolv.conf.
+* ``--listen-address`` and ``--dhcp-range`` of each further network on the
+  same bridge (``network create --num_networks N`` puts them there, as nova
+  did; nova then served only one of them): one dnsmasq serves them all.
+* ``--dhcp-optsfile=<networks_path>/nova-<bridge>.opts``, only with
+  ``use_single_default_gateway = True`` (nova's option; nova passed it
+  always): the router option per host tag (``net:NW-...`` in the hostsfile).
 * ``--dhcp-hostsdir=<networks_path>/nova-<bridge>.d``, only for networks with
   more hosts than ``dhcp_hostsdir_threshold``: new hosts are written there as
   small files that dnsmasq reads through inotify, instead of a SIGHUP that
@@ -52,8 +58,8 @@ appends only arguments that fix a known nova-network bug:
   10,000 hosts, 5 s at 50,000) during which no DHCP request is answered.
   Smaller networks keep exactly the seed's command line.
 
-``--domain`` is left out when ``dhcp_domain`` is empty (nova produced a
-broken ``--domain=`` argument then), and ``--dhcp-lease-max`` is 256 for
+``--domain`` is left out when ``dhcp_domain`` is empty (as nova did from
+2013: an empty ``--domain=`` made dnsmasq refuse to start), and ``--dhcp-lease-max`` is 256 for
 networks up to /24 (the seed's value) and the number of addresses above, or
 ``dhcp_lease_max`` when set: dnsmasq refuses leases beyond it (its own
 default is 1,000).
@@ -69,6 +75,7 @@ class NetworkFiles:
     pid_file: str
     hostsfile: str
     hostsdir: str
+    opts_file: str
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,12 @@ def network_files(conf: cfg.ConfigOpts, bridge: str) -> NetworkFiles:
     if not bridge or "/" in bridge or bridge in (".", ".."):
         raise UsageError(f"invalid bridge name {bridge!r} for the dnsmasq files")
     base = os.path.join(conf.networks_path, f"nova-{bridge}")
-    return NetworkFiles(pid_file=base + ".pid", hostsfile=base + ".conf", hostsdir=base + ".d")
+    return NetworkFiles(
+        pid_file=base + ".pid",
+        hostsfile=base + ".conf",
+        hostsdir=base + ".d",
+        opts_file=base + ".opts",
+    )
 
 
 def check_domain(domain: str) -> str:
@@ -112,7 +124,7 @@ def lease_max(conf: cfg.ConfigOpts, network: DhcpNetwork) -> int:
     """dnsmasq's --dhcp-lease-max for ``network`` (see :data:`EXTRA_ARGUMENTS_DOC`)."""
     if conf.dhcp_lease_max:
         return int(conf.dhcp_lease_max)
-    size = ipaddress.IPv4Network(network.cidr, strict=False).num_addresses
+    size = sum(ipaddress.IPv4Network(n.cidr, strict=False).num_addresses for n in network.subnets)
     return max(256, size)
 
 
@@ -139,6 +151,7 @@ def build_command(
     """
     files = network_files(conf, network.bridge)
     domain = check_domain(conf.dhcp_domain or "")
+    lease = int(conf.dhcp_lease_time)
     argv = [
         dnsmasq,
         "--strict-order",
@@ -151,24 +164,39 @@ def build_command(
         f"--pid-file={files.pid_file}",
         f"--listen-address={_ipv4(network.dhcp_server, 'dhcp_server')}",
         "--except-interface=lo",
-        f"--dhcp-range={_ipv4(network.dhcp_start, 'dhcp_start')},static,"
-        f"{int(conf.dhcp_lease_time)}s",
+        f"--dhcp-range={_ipv4(network.dhcp_start, 'dhcp_start')},static,{lease}s",
         f"--dhcp-lease-max={lease_max(conf, network)}",
         f"--dhcp-hostsfile={files.hostsfile}",
         f"--dhcp-script={conf.dhcpbridge}",
         "--leasefile-ro",
     ]
-    # Extras: each fixes a nova-network bug (EXTRA_ARGUMENTS_DOC).
+    # Extras: each fixes a nova-network bug or follows a nova option (EXTRA_ARGUMENTS_DOC).
     argv += ["--no-hosts", "--dhcp-authoritative"]
-    if conf.use_network_dns_servers:
-        servers = [s for s in dict.fromkeys((network.dns1, network.dns2)) if s]
-        if servers:
-            argv.append("--no-resolv")
-            argv += [f"--server={_ipv4(s, 'dns')}" for s in servers]
+    servers = dns_servers(conf, network)
+    if servers:
+        argv.append("--no-resolv")
+        argv += [f"--server={server}" for server in servers]
+    for other in network.more:
+        argv.append(f"--listen-address={_ipv4(other.dhcp_server, 'dhcp_server')}")
+        argv.append(f"--dhcp-range={_ipv4(other.dhcp_start, 'dhcp_start')},static,{lease}s")
+    if conf.use_single_default_gateway:
+        argv.append(f"--dhcp-optsfile={files.opts_file}")
     if hostsdir:
         argv.append(f"--dhcp-hostsdir={files.hostsdir}")
     argv += list(extra_args)
     return DnsmasqCommand(tuple(argv), script_environment(conf, network, script_env))
+
+
+def dns_servers(conf: cfg.ConfigOpts, network: DhcpNetwork) -> list[str]:
+    """dnsmasq's upstream servers: dns_server, then the network's dns1/dns2 (nova's order).
+
+    nova appended dns1/dns2 to the list even when they were already in it;
+    dnsmasq would then ask the same server twice, so each appears once here.
+    """
+    servers = list(conf.dns_server or [])
+    if conf.use_network_dns_servers:
+        servers += [_ipv4(s, "dns") for s in (network.dns1, network.dns2) if s]
+    return list(dict.fromkeys(servers))
 
 
 def script_environment(

@@ -91,6 +91,7 @@ class DnsmasqDriver:
             hosts_provider=hosts_provider,
             command=self._command,
             domain=dnsmasq_argv.check_domain(conf.dhcp_domain or ""),
+            tagged=bool(conf.use_single_default_gateway),
             hostsdir_threshold=int(conf.dhcp_hostsdir_threshold),
             compact_interval=float(compact_interval),
             max_files=max(1, int(max_hostsdir_files)),

@@ -165,9 +165,9 @@ def apply(loaded: LoadedHosts, update: Update) -> None:
         loaded.files += 1
 
 
-def file_text(update: Update, domain: str) -> str:
+def file_text(update: Update, domain: str, tagged: bool = False) -> str:
     """A hostsdir file: the new hosts' lines, then ``MAC,ignore`` lines."""
-    lines = [entry.line(domain) for entry in update.add]
+    lines = [entry.line(domain, tagged) for entry in update.add]
     lines += [f"{mac},ignore" for mac in update.ignore]
     return "".join(line + "\n" for line in lines)
 

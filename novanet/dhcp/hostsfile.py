@@ -42,9 +42,34 @@ class HostEntry:
     address: str
     sort_key: int
 
-    def line(self, domain: str) -> str:
-        name = f"{self.hostname}.{domain}" if domain else self.hostname
-        return f"{self.mac},{name},{self.address}"
+    def line(self, domain: str, tagged: bool = False) -> str:
+        """``MAC,HOSTNAME.DOMAIN,IP``; with ``tagged``, also ``,net:TAG`` (:func:`host_tag`).
+
+        An empty domain gives ``HOSTNAME.`` as nova wrote it (``%s.%s``);
+        dnsmasq 2.90 hands out the same name for ``cirros.`` and ``cirros``.
+        """
+        line = f"{self.mac},{self.hostname}.{domain},{self.address}"
+        return f"{line},net:{host_tag(self.mac)}" if tagged else line
+
+
+def host_tag(mac: str) -> str:
+    """The dnsmasq tag of one host for use_single_default_gateway.
+
+    nova tagged each host ``NW-<virtual interface id>``; the MAC names that
+    interface just as well, and the hostsfile line already carries it.
+    """
+    return "NW-" + mac.replace(":", "")
+
+
+def opts_text(entries: Iterable[HostEntry], gateway: str) -> str:
+    """The --dhcp-optsfile of use_single_default_gateway: option 3 (router) per host.
+
+    nova gave the router only to the fixed IP holding the instance's default
+    route and an empty option 3 to its other NICs; a novanet instance has one
+    NIC, which holds the default route, so every host gets ``TAG,3,GATEWAY``.
+    """
+    ordered = sorted(entries, key=lambda e: e.sort_key)
+    return "".join(f"{host_tag(entry.mac)},3,{gateway}\n" for entry in ordered)
 
 
 def validate_host(host: DhcpHost, network: ipaddress.IPv4Network | None = None) -> HostEntry:
@@ -143,13 +168,13 @@ def log_reject(host: DhcpHost, reason: str) -> None:
     LOG.error("host %r left out of the dnsmasq hostsfile: %s", host, reason)
 
 
-def hostsfile_text(entries: Iterable[HostEntry], domain: str) -> str:
+def hostsfile_text(entries: Iterable[HostEntry], domain: str, tagged: bool = False) -> str:
     """The file's text: one line per entry sorted by address, each ending in a newline.
 
     No entries: the empty string (the seed's empty file).
     """
     ordered = sorted(entries, key=lambda e: e.sort_key)
-    return "".join(entry.line(domain) + "\n" for entry in ordered)
+    return "".join(entry.line(domain, tagged) + "\n" for entry in ordered)
 
 
 def render(hosts: Iterable[DhcpHost], domain: str) -> str:

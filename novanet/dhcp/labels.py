@@ -29,8 +29,11 @@ def dns_label(display_name: str, fallback: str) -> str:
     Non-ASCII letters are transliterated where Unicode NFKD decomposes them
     (``é`` -> ``e``), other non-ASCII characters are dropped; every run of
     characters outside ``a-z0-9`` (spaces, commas, dots, ``_``, ``#``, ``/``,
-    newlines...) becomes one ``-``; the result is cut to 63 characters and has
-    no leading or trailing ``-``. If nothing is left, ``fallback`` (e.g.
+    newlines...) becomes one ``-``; a label longer than 63 characters is
+    shortened as nova shortened hostsfile names (its first two characters,
+    ``-``, its last 60: the end of a name is what tells ``web-frontend-01``
+    from ``web-frontend-02``); it has no leading or trailing ``-``. If
+    nothing is left, ``fallback`` (e.g.
     ``instance-00000001``) is used; it must itself be a valid label.
 
     :raises ValueError: the fallback is needed and is not a valid label
@@ -39,8 +42,10 @@ def dns_label(display_name: str, fallback: str) -> str:
         unicodedata.normalize("NFKD", display_name or "").encode("ascii", "ignore").decode("ascii")
     )
     label = _NOT_ALLOWED.sub("-", ascii_text.lower()).strip("-")
-    # Cut after collapsing, then strip again: the cut may end on a '-'.
-    label = label[:MAX_LABEL].strip("-")
+    if len(label) > MAX_LABEL:
+        # nova's linux_net._host_dhcp (LP #1238910: dnsmasq takes 63
+        # characters); the joint may make a '--', which the rule above folds.
+        label = _NOT_ALLOWED.sub("-", label[:2] + "-" + label[-60:]).strip("-")
     if label:
         return label
     if not is_dns_label(fallback):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -11,7 +11,9 @@ class DhcpNetwork:
 
     ``dhcp_server`` is the address dnsmasq listens on (the gateway in the seed),
     ``dhcp_start`` the first address of the static range, ``dns1``/``dns2`` the
-    upstream servers used with ``use_network_dns_servers``.
+    upstream servers used with ``use_network_dns_servers``. ``more`` holds the
+    other networks on the same bridge (``network create --num_networks N``):
+    the one dnsmasq of the bridge serves them too.
     """
 
     id: int
@@ -24,6 +26,12 @@ class DhcpNetwork:
     netmask: str
     dns1: str | None = None
     dns2: str | None = None
+    more: tuple[DhcpNetwork, ...] = field(default=())
+
+    @property
+    def subnets(self) -> tuple[DhcpNetwork, ...]:
+        """This network and the others on its bridge, in order."""
+        return (self, *self.more)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,14 @@ def unreadable_by_others(path: str) -> str | None:
         directory = parent
 
 
+def _one_network(network: DhcpNetwork) -> ipaddress.IPv4Network | None:
+    """The network every host's address must be in; None for a bridge serving several
+    (the hosts provider gives each network's own hosts)."""
+    if network.more:
+        return None
+    return ipaddress.IPv4Network(network.cidr, strict=False)
+
+
 def lines_per_file(hosts: int) -> int:
     """How many new hosts one hostsdir file may carry (600 at 10,000 hosts, 120 at 50,000)."""
     return max(16, min(2000, FILE_WORK // max(1, hosts)))
@@ -95,6 +103,7 @@ class SyncSettings:
     hosts_provider: HostsProvider
     command: CommandFactory  # (network, use_hostsdir) -> dnsmasq command
     domain: str
+    tagged: bool  # use_single_default_gateway: host tags and the opts file
     hostsdir_threshold: int
     compact_interval: float
     max_files: int
@@ -117,7 +126,7 @@ class NetworkSync:
         self.settings = settings
         self.lock = threading.RLock()
         self.reloader: CoalescingReloader  # set by the driver
-        self.hostset = HostSet(ipaddress.IPv4Network(network.cidr, strict=False))
+        self.hostset = HostSet(_one_network(network))
         self.pending: set[str] = set()  # MACs changed since dnsmasq last caught up
         self.enabled = False
         self.loaded: hostsdir.LoadedHosts | None = None  # fast path: what dnsmasq holds
@@ -133,13 +142,13 @@ class NetworkSync:
                 f"network {network.id} moved from {self.network.bridge} to "
                 f"{network.bridge}: disable it first"
             )
-        if self.network.cidr != network.cidr:
-            self.hostset = HostSet(ipaddress.IPv4Network(network.cidr, strict=False))
+        if _one_network(self.network) != _one_network(network) or self.network.more != network.more:
+            self.hostset = HostSet(_one_network(network))
             self.loaded = None  # start over: full rewrite at the next reload
         self.network = network
 
     def remove_files(self) -> None:
-        for path in (self.files.hostsfile, self.files.pid_file):
+        for path in (self.files.hostsfile, self.files.pid_file, self.files.opts_file):
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -234,7 +243,7 @@ class NetworkSync:
             self.loaded = hostsdir.LoadedHosts.fresh(entries, self.settings.clock())
 
     def _sync_hostsfile(self, entries: list[HostEntry], full: bool, urgent: bool) -> bool:
-        text = hostsfile.hostsfile_text(entries, self.settings.domain)
+        text = hostsfile.hostsfile_text(entries, self.settings.domain, self.settings.tagged)
         if not full and text == self.written:
             return True  # dnsmasq already serves exactly this
         if self._must_wait(urgent):
@@ -285,7 +294,9 @@ class NetworkSync:
         chunk = update if len(update.add) <= limit else replace(update, add=update.add[:limit])
         self.seq += 1
         hostsdir.write_file(
-            self.files.hostsdir, self.seq, hostsdir.file_text(chunk, self.settings.domain)
+            self.files.hostsdir,
+            self.seq,
+            hostsdir.file_text(chunk, self.settings.domain, self.settings.tagged),
         )
         self.stats.hostsdir_files += 1
         self.deferred_since = None
@@ -304,8 +315,16 @@ class NetworkSync:
 
     def _write_hostsfile(self, entries: list[HostEntry], text: str | None = None) -> str:
         if text is None:
-            text = hostsfile.hostsfile_text(entries, self.settings.domain)
+            text = hostsfile.hostsfile_text(entries, self.settings.domain, self.settings.tagged)
         os.makedirs(os.path.dirname(self.files.hostsfile) or ".", mode=0o755, exist_ok=True)
+        if self.settings.tagged:
+            # Before the hostsfile: dnsmasq re-reads both on the SIGHUP that
+            # follows. Hosts that reach dnsmasq through the hostsdir get their
+            # line at the next compaction; until then dnsmasq gives them its
+            # own address as router, which is the gateway of every network
+            # novanet creates.
+            opts = hostsfile.opts_text(entries, self.network.gateway)
+            hostsfile.write_atomic(self.files.opts_file, opts)
         hostsfile.write_atomic(self.files.hostsfile, text)
         self.stats.hostsfile_writes += 1
         return text

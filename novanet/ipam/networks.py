@@ -10,8 +10,16 @@ import sqlalchemy as sa
 
 from novanet.db.api import Database
 from novanet.db.models import FIXED_IPS, NETWORKS, VIFS, inserted_id, utcnow
-from novanet.exception import Conflict, NotFound, UsageError
-from novanet.ipam.plan import NetworkPlan, check_ifname, overlapping, parse_cidr, parse_ip
+from novanet.exception import Conflict, NoMoreFixedIps, NotFound, UsageError
+from novanet.ipam import pool
+from novanet.ipam.plan import (
+    NetworkPlan,
+    check_ifname,
+    check_project,
+    overlapping,
+    parse_cidr,
+    parse_ip,
+)
 
 _INSERT_CHUNK = 5000
 
@@ -33,6 +41,8 @@ class NetworkRow:
     bridge_interface: str | None
     multi_host: bool
     host: str | None
+    project_id: str | None = None
+    priority: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> NetworkRow:
@@ -43,28 +53,38 @@ class NetworkRow:
 def create_networks(db: Database, plans: list[NetworkPlan]) -> list[NetworkRow]:
     """Insert planned networks and their fixed IPs in one transaction.
 
-    Refuses (Conflict) a CIDR overlapping an existing network, or a bridge
-    already serving one: nothing is written then.
+    Refuses (Conflict) a CIDR overlapping an existing network, a uuid in use,
+    or a bridge already serving networks through another bridge_interface
+    (one bridge has one port to the VM network): nothing is written then.
+    Networks on one bridge share it, as nova's did.
     """
     created: list[int] = []
     now = utcnow()
     with db.transaction() as conn:
-        existing = conn.execute(sa.select(NETWORKS.c.cidr, NETWORKS.c.bridge)).all()
+        existing = conn.execute(
+            sa.select(
+                NETWORKS.c.cidr, NETWORKS.c.bridge, NETWORKS.c.bridge_interface, NETWORKS.c.uuid
+            )
+        ).all()
         cidrs = [row.cidr for row in existing]
-        bridges = {row.bridge for row in existing}
+        ports = {row.bridge: row.bridge_interface for row in existing}
+        uuids = {row.uuid for row in existing}
         for plan in plans:
             clash = overlapping(plan.cidr, cidrs)
             if clash:
                 raise Conflict(f"{plan.cidr} overlaps the existing network {clash}")
-            if plan.bridge in bridges:
+            if plan.bridge in ports and ports[plan.bridge] != plan.bridge_interface:
                 raise Conflict(
-                    f"bridge {plan.bridge} already serves a network (one network per bridge)"
+                    f"bridge {plan.bridge} already serves networks with bridge_interface "
+                    f"{ports[plan.bridge] or '(none)'}, not {plan.bridge_interface or '(none)'}"
                 )
+            if plan.uuid is not None and plan.uuid in uuids:
+                raise Conflict(f"a network with uuid {plan.uuid} exists already")
             cidrs.append(str(plan.cidr))
-            bridges.add(plan.bridge)
+            ports[plan.bridge] = plan.bridge_interface
             result = conn.execute(
                 NETWORKS.insert().values(
-                    uuid=str(uuidlib.uuid4()),
+                    uuid=plan.uuid or str(uuidlib.uuid4()),
                     label=plan.label,
                     cidr=str(plan.cidr),
                     netmask=plan.netmask,
@@ -78,6 +98,8 @@ def create_networks(db: Database, plans: list[NetworkPlan]) -> list[NetworkRow]:
                     bridge_interface=plan.bridge_interface,
                     multi_host=False,
                     host=None,
+                    project_id=plan.project_id,
+                    priority=plan.priority,
                     created_at=now,
                     updated_at=now,
                 )
@@ -107,6 +129,58 @@ def list_networks(db: Database) -> list[NetworkRow]:
     return [NetworkRow.from_row(row) for row in rows]
 
 
+def allocation_order(nets: list[NetworkRow]) -> list[NetworkRow]:
+    """The order in which networks hand out addresses: priority (lower first, unset
+    last), then creation (id). An instance gets its address from the first
+    network that has a free one."""
+    return sorted(nets, key=lambda n: (n.priority is None, n.priority or 0, n.id))
+
+
+def allocate_in_order(
+    db: Database,
+    nets: list[NetworkRow],
+    *,
+    instance_uuid: str,
+    mac: str | None,
+    mac_attempts: int,
+) -> tuple[pool.Allocation, NetworkRow]:
+    """An address from the first network in :func:`allocation_order` with one free.
+
+    nova's FlatDHCP gave an instance one address in every network; a
+    novanet instance has one NIC, so the networks are tried in turn instead.
+    """
+    if not nets:
+        raise NotFound("there is no network: create one with 'novanet-manage network create'")
+    full: NoMoreFixedIps | None = None
+    for net in allocation_order(nets):
+        try:
+            alloc = pool.allocate_for_instance(
+                db,
+                network_id=net.id,
+                instance_uuid=instance_uuid,
+                mac=mac,
+                mac_attempts=mac_attempts,
+            )
+        except NoMoreFixedIps as exc:
+            full = exc
+            continue
+        return alloc, net
+    if len(nets) > 1:
+        raise NoMoreFixedIps(f"no free fixed IP in any of the {len(nets)} networks")
+    assert full is not None
+    raise full
+
+
+def sharing_bridge(db: Database, network_id: int) -> list[int]:
+    """Ids of the networks on the same bridge as ``network_id`` (itself included), in order."""
+    same = sa.select(NETWORKS.c.bridge).where(NETWORKS.c.id == network_id).scalar_subquery()
+    with db.reader() as conn:
+        ids = conn.execute(
+            sa.select(NETWORKS.c.id).where(NETWORKS.c.bridge == same).order_by(NETWORKS.c.id)
+        ).scalars()
+        return [int(i) for i in ids]
+
+
 def get_network(db: Database, network_id: int) -> NetworkRow:
     with db.reader() as conn:
         row = conn.execute(sa.select(NETWORKS).where(NETWORKS.c.id == network_id)).first()
@@ -134,7 +208,13 @@ def find_network(db: Database, *, cidr: str | None = None, uuid: str | None = No
 
 
 def delete_network(db: Database, network: NetworkRow) -> None:
-    """Delete a network; refused while any of its addresses is allocated."""
+    """Delete a network; refused while any of its addresses is allocated, or
+    while it belongs to a project (nova's NetworkHasProject)."""
+    if network.project_id is not None:
+        raise Conflict(
+            f"network {network.cidr} must be disassociated from project {network.project_id} "
+            "before delete (network modify --disassociate-project)"
+        )
     with db.transaction() as conn:
         in_use = conn.execute(
             sa.select(sa.func.count())
@@ -152,11 +232,16 @@ def delete_network(db: Database, network: NetworkRow) -> None:
         conn.execute(NETWORKS.delete().where(NETWORKS.c.id == network.id))
 
 
-MODIFIABLE = ("label", "dns1", "dns2", "bridge_interface")
+MODIFIABLE = ("label", "dns1", "dns2", "bridge_interface", "project_id", "host", "priority")
 
 
-def modify_network(db: Database, network: NetworkRow, changes: dict[str, str | None]) -> NetworkRow:
-    """Change label, dns1, dns2 or bridge_interface ('' clears an optional field)."""
+def modify_network(db: Database, network: NetworkRow, changes: dict[str, Any]) -> NetworkRow:
+    """Change a network; ``''`` clears an optional text field.
+
+    nova-manage's own fields: ``project_id`` and ``host`` (``network modify
+    --project/--host``, cleared by ``--disassociate-project/-host``);
+    novanet's: label, dns1, dns2, bridge_interface, priority.
+    """
     values: dict[str, Any] = {}
     for key, value in changes.items():
         if key not in MODIFIABLE:
@@ -167,17 +252,33 @@ def modify_network(db: Database, network: NetworkRow, changes: dict[str, str | N
             if not value.strip():
                 raise UsageError("--label must not be empty")
             values[key] = value
+        elif key == "priority":
+            values[key] = int(value)
         elif value == "":
             values[key] = None
         elif key in ("dns1", "dns2"):
             values[key] = str(parse_ip(value, f"--{key}"))
+        elif key == "project_id":
+            values[key] = check_project(value, "--project")
+        elif key == "host":
+            values[key] = check_project(value, "--host")
         else:
             values[key] = check_ifname(value, f"--{key}")
     if not values:
         raise UsageError(
-            "network modify needs at least one of --label, --dns1, --dns2, --bridge_interface"
+            "network modify needs at least one of --project, --host, --disassociate-project, "
+            "--disassociate-host, --label, --dns1, --dns2, --bridge_interface, --priority"
         )
     values["updated_at"] = utcnow()
     with db.transaction() as conn:
+        if "bridge_interface" in values:
+            # one port per bridge: every network on the bridge follows
+            conn.execute(
+                NETWORKS.update()
+                .where(NETWORKS.c.bridge == network.bridge)
+                .values(
+                    bridge_interface=values["bridge_interface"], updated_at=values["updated_at"]
+                )
+            )
         conn.execute(NETWORKS.update().where(NETWORKS.c.id == network.id).values(**values))
     return get_network(db, network.id)

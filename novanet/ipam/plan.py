@@ -2,10 +2,14 @@
 
 Pure functions, nova's semantics (reference: nova-network's create_networks):
 the range ``fixed_range_v4`` is split into ``num_networks`` networks of
-``network_size`` addresses each; every network reserves its network address,
-gateway (first host unless given), DHCP server (the gateway) and broadcast
-address; ``fixed_cidr`` further bounds the addresses handed out (those
-outside it are reserved); ``dhcp_start`` is the address after the gateway.
+``network_size`` addresses each, all on the one ``bridge`` (nova's FlatDHCP
+did not number bridges; one dnsmasq serves the networks of a bridge); every
+network reserves its network address, gateway (first host unless given),
+DHCP server (the gateway) and broadcast address; ``fixed_cidr`` further
+bounds the addresses handed out (those outside it are reserved);
+``allowed_start``/``allowed_end`` reserve the addresses below/above them
+(the gateway then defaults to ``allowed_start``); ``dhcp_start`` is the
+address after the gateway.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import uuid as uuidlib
 
 from novanet.exception import UsageError
 
@@ -31,6 +36,11 @@ class NetworkPlan:
     dns1: str | None
     dns2: str | None
     fixed_cidr: ipaddress.IPv4Network | None
+    allowed_start: ipaddress.IPv4Address | None = None
+    allowed_end: ipaddress.IPv4Address | None = None
+    project_id: str | None = None
+    priority: int | None = None
+    uuid: str | None = None  # None: a new random one
 
     @property
     def netmask(self) -> str:
@@ -42,6 +52,10 @@ class NetworkPlan:
 
     def reserved(self, address: ipaddress.IPv4Address) -> bool:
         if address in (self.cidr.network_address, self.broadcast, self.gateway, self.dhcp_server):
+            return True
+        if self.allowed_start is not None and address < self.allowed_start:
+            return True
+        if self.allowed_end is not None and address > self.allowed_end:
             return True
         return self.fixed_cidr is not None and address not in self.fixed_cidr
 
@@ -80,20 +94,18 @@ def check_ifname(value: str, what: str) -> str:
     return value
 
 
-def _bridge_names(bridge: str, count: int) -> list[str]:
-    if count == 1:
-        return [bridge]
-    match = re.match(r"^(.*?)(\d+)$", bridge)
-    if not match:
-        raise UsageError(
-            f"--bridge: {bridge!r} must end in a number when --num_networks > 1 "
-            "(each network gets its own bridge: br100, br101, ...)"
-        )
-    stem, number = match.group(1), int(match.group(2))
-    names = [f"{stem}{number + i}" for i in range(count)]
-    for name in names:
-        check_ifname(name, "--bridge")
-    return names
+def check_uuid(value: str, what: str = "--uuid") -> str:
+    try:
+        return str(uuidlib.UUID(value.strip()))
+    except ValueError:
+        raise UsageError(f"{what}: {value!r} is not a UUID") from None
+
+
+def check_project(value: str, what: str = "--project_id") -> str:
+    # nova's projects.id is a String(255); a newline or comma would corrupt the listing.
+    if not value or len(value) > 255 or not value.isprintable():
+        raise UsageError(f"{what}: {value!r} is not a project id (1-255 printable characters)")
+    return value
 
 
 def plan_networks(
@@ -109,6 +121,11 @@ def plan_networks(
     dns2: str | None = None,
     fixed_cidr: str | None = None,
     multi_host: bool = False,
+    allowed_start: str | None = None,
+    allowed_end: str | None = None,
+    project_id: str | None = None,
+    priority: int | None = None,
+    uuid: str | None = None,
 ) -> list[NetworkPlan]:
     """The networks `network create` would make, or a UsageError saying why not."""
     if not label or not label.strip():
@@ -137,14 +154,17 @@ def plan_networks(
         raise UsageError(
             f"{whole} is not big enough for {num_networks} networks of {network_size} addresses"
         )
-    if num_networks > 1 and (bridge_interface or gateway):
+    single = {"--gateway": gateway, "--allowed_start": allowed_start, "--allowed_end": allowed_end}
+    given = [flag for flag, value in single.items() if value] + (["--uuid"] if uuid else [])
+    if num_networks > 1 and given:
+        # nova took them for every network: the second one's gateway outside
+        # its subnet, or a uuid twice (a database error).
         raise UsageError(
-            "--bridge_interface and --gateway apply to a single network; create the "
-            "networks one at a time to give each its own"
+            f"{', '.join(given)} apply to a single network; create the networks one at "
+            "a time to give each its own"
         )
     prefix = 32 - (network_size.bit_length() - 1)
     subnets = list(whole.subnets(new_prefix=prefix))[:num_networks]
-    bridges = _bridge_names(bridge, num_networks)
     limit = parse_cidr(fixed_cidr, "--fixed_cidr") if fixed_cidr else None
     if limit is not None and not limit.subnet_of(whole):
         raise UsageError(f"--fixed_cidr {limit} is not inside {whole}")
@@ -152,9 +172,15 @@ def plan_networks(
         parse_ip(dns1, "--dns1")
     if dns2 is not None:
         parse_ip(dns2, "--dns2")
+    extras = {
+        "project_id": check_project(project_id) if project_id is not None else None,
+        "priority": priority,
+        "uuid": check_uuid(uuid) if uuid else None,
+    }
     plans = []
     for index, subnet in enumerate(subnets):
-        gw = _gateway(subnet, gateway)
+        start, end = _allowed_range(subnet, allowed_start, allowed_end)
+        gw = _gateway(subnet, gateway, start)
         plans.append(
             NetworkPlan(
                 label=label if num_networks == 1 else f"{label}_{index}",
@@ -162,20 +188,44 @@ def plan_networks(
                 gateway=gw,
                 dhcp_server=gw,
                 dhcp_start=_dhcp_start(subnet, gw),
-                bridge=bridges[index],
+                bridge=bridge,
                 bridge_interface=bridge_interface,
                 dns1=dns1,
                 dns2=dns2,
                 fixed_cidr=limit,
+                allowed_start=start,
+                allowed_end=end,
+                **extras,  # type: ignore[arg-type]
             )
         )
     return plans
 
 
-def _gateway(subnet: ipaddress.IPv4Network, given: str | None) -> ipaddress.IPv4Address:
-    first_host = subnet.network_address + 1
+def _allowed_range(
+    subnet: ipaddress.IPv4Network, start: str | None, end: str | None
+) -> tuple[ipaddress.IPv4Address | None, ipaddress.IPv4Address | None]:
+    """--allowed_start/--allowed_end, checked: host addresses of the subnet, in order."""
+    bounds: list[ipaddress.IPv4Address | None] = []
+    for flag, value in (("--allowed_start", start), ("--allowed_end", end)):
+        if value is None:
+            bounds.append(None)
+            continue
+        address = parse_ip(value, flag)
+        if address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+            raise UsageError(f"{flag} {address} is not a host address of {subnet}")
+        bounds.append(address)
+    low, high = bounds
+    if low is not None and high is not None and high <= low:
+        raise UsageError(f"--allowed_end {high} must come after --allowed_start {low}")
+    return low, high
+
+
+def _gateway(
+    subnet: ipaddress.IPv4Network, given: str | None, allowed_start: ipaddress.IPv4Address | None
+) -> ipaddress.IPv4Address:
     if given is None:
-        return first_host
+        # nova: the first allowed address, the first host without --allowed_start
+        return allowed_start if allowed_start is not None else subnet.network_address + 1
     gw = parse_ip(given, "--gateway")
     if gw not in subnet or gw in (subnet.network_address, subnet.broadcast_address):
         raise UsageError(f"--gateway {gw} is not a host address of {subnet}")

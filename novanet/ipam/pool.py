@@ -22,7 +22,7 @@ import datetime
 import random
 import time
 import uuid as uuidlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy import Connection
@@ -112,19 +112,22 @@ def allocate_for_instance(
     network_id: int,
     instance_uuid: str,
     mac: str | None = None,
+    mac_attempts: int = MAC_ATTEMPTS,
+    new_mac: Callable[[], str] = random_mac,
 ) -> Allocation:
     """Give an instance a VIF (MAC) and a fixed IP of the network, atomically.
 
-    A generated MAC that happens to be taken (the unique index says so) is
-    replaced by another, up to MAC_ATTEMPTS times; a requested MAC that is
-    taken is refused (Conflict). Either way nothing is left behind.
+    A generated MAC (``new_mac``) that happens to be taken (the unique index
+    says so) is replaced by another, ``mac_attempts`` tries in all
+    (create_unique_mac_address_attempts); a requested MAC that is taken is
+    refused (Conflict). Either way nothing is left behind.
     """
     if mac is not None:
         mac = normalize_mac(mac)
-    mac_attempts = 0
+    tries = 0
     deadlocks = 0
     while True:
-        address_mac = mac or random_mac()
+        address_mac = mac or new_mac()
         try:
             with db.transaction() as conn:
                 vif_id = _insert_vif(conn, network_id, instance_uuid, address_mac)
@@ -138,10 +141,11 @@ def allocate_for_instance(
                 raise
             if mac is not None:
                 raise Conflict(f"MAC address {mac} is already in use") from None
-            mac_attempts += 1
-            if mac_attempts >= MAC_ATTEMPTS:
+            tries += 1
+            if tries >= mac_attempts:
                 raise Conflict(
-                    f"could not find a free MAC address in {MAC_ATTEMPTS} attempts"
+                    f"could not find a free MAC address in {mac_attempts} attempts "
+                    "(create_unique_mac_address_attempts)"
                 ) from None
         except OperationalError as exc:
             deadlocks += 1

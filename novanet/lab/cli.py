@@ -244,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except exception.NovanetError as exc:
         print(f"novanet-lab: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        raise  # the reader went away (| head): cmd/pipes.py exits quietly
     except Exception as exc:  # noqa: BLE001 - one line for the operator, not a traceback
         print(f"novanet-lab: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from novanet.linux.bridge_plan import (
     SetMaster,
     SetUp,
     Step,
+    plan_address,
     plan_bridge,
     plan_gateway,
 )
@@ -120,6 +121,19 @@ class BridgeManager:
             if self.ip.link(bridge) is None:
                 raise NotFound(f"bridge {bridge} does not exist")
             steps = plan_gateway(bridge, self.ip.addresses(bridge), self.ip.routes(bridge), gateway)
+            self._apply(steps)
+        return steps
+
+    def ensure_address(
+        self, bridge: str, address: str | IPv4Interface, broadcast: str | None = None
+    ) -> list[Step]:
+        """Give ``bridge`` ``address`` too (not first: see :meth:`ensure_gateway`)."""
+        iface = as_interface(address)
+        wanted = AddressInfo.parse(iface, broadcast if broadcast else default_broadcast(iface))
+        with self.locks.lock(f"bridge-{bridge}"):
+            if self.ip.link(bridge) is None:
+                raise NotFound(f"bridge {bridge} does not exist")
+            steps = plan_address(bridge, self.ip.addresses(bridge), wanted)
             self._apply(steps)
         return steps
 

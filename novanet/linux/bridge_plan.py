@@ -200,6 +200,18 @@ def plan_move(state: BridgeState, bridge: str, interface: str) -> list[Step]:
     return steps
 
 
+def plan_address(bridge: str, addresses: Sequence[AddressInfo], address: AddressInfo) -> list[Step]:
+    """Steps giving ``bridge`` one more address, wherever it lands in the list.
+
+    The other networks sharing a bridge (``network create --num_networks``)
+    need their DHCP server address there; only the first network's must be
+    first (see :func:`plan_gateway`).
+    """
+    if any(addr.ip == address.ip for addr in addresses):
+        return []
+    return [AddAddress(bridge, address)]
+
+
 def plan_gateway(
     bridge: str,
     addresses: Sequence[AddressInfo],

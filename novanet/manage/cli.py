@@ -93,6 +93,8 @@ def _run(args: argparse.Namespace, conf: cfg.ConfigOpts, out: TextIO | None) -> 
         return _fail(str(exc), 2)
     except NovanetError as exc:
         return _fail(str(exc), exc.exit_code, args.debug)
+    except BrokenPipeError:
+        raise  # the reader went away (| head): cmd/pipes.py exits quietly
     except OSError as exc:
         return _fail(str(exc), 1, args.debug)
     except Exception as exc:

@@ -50,3 +50,24 @@ def positive_int(value: str) -> int:
 def require(value: object, flag: str) -> None:
     if value is None or value == "":
         raise UsageError(f"{flag} is required")
+
+
+def option_or_positional(parser: argparse.ArgumentParser, name: str, **kw: object) -> None:
+    """``--name VALUE`` or just ``VALUE``: nova-manage handed the words left after
+    the flags to the command in order, so ``fixed list compute-1`` meant
+    ``fixed list --host compute-1``. Read back with :func:`pick`."""
+    option(parser, name, **kw)
+    parser.add_argument(
+        f"{name}_positional",
+        nargs="?",
+        metavar=str(kw.get("metavar", name.upper())),
+        help=f"the same as --{name}",
+    )
+
+
+def pick(args: argparse.Namespace, name: str) -> str | None:
+    """The value of an :func:`option_or_positional` argument, from either spelling."""
+    flag, word = getattr(args, name, None), getattr(args, f"{name}_positional", None)
+    if flag is not None and word is not None and flag != word:
+        raise UsageError(f"--{name} {flag} and {word} disagree: give it once")
+    return flag if flag is not None else word

@@ -28,11 +28,13 @@ class MetadataApp:
 
     :param lookup: source address -> the instance holding it, or None
     :param dhcp_domain: the domain of the instances' hostnames ("" for none)
+    :param vendor_data: the JSON of vendordata_jsonfile_path (None: ``{}``)
     """
 
-    def __init__(self, lookup: Lookup, *, dhcp_domain: str) -> None:
+    def __init__(self, lookup: Lookup, *, dhcp_domain: str, vendor_data: object = None) -> None:
         self.lookup = lookup
         self.dhcp_domain = dhcp_domain
+        self.vendor_data = vendor_data
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", ""))
@@ -61,7 +63,7 @@ class MetadataApp:
         if instance is None:
             LOG.debug("no instance has address %s (%s %s)", remote_addr, method, raw_path)
             return tree.error(404)
-        return tree.resolve(segments, instance, self.dhcp_domain)
+        return tree.resolve(segments, instance, self.dhcp_domain, self.vendor_data)
 
 
 def _raw_path(environ: dict[str, Any]) -> str:

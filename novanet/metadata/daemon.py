@@ -11,6 +11,8 @@ already owns (novanet.network.service).
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 
 from oslo_config import cfg
@@ -21,7 +23,7 @@ from novanet import metrics as metrics_mod
 from novanet.conf import loader
 from novanet.db import services
 from novanet.db.api import Database
-from novanet.exception import NovanetError
+from novanet.exception import NovanetError, UsageError
 from novanet.metadata.app import MetadataApp
 from novanet.metadata.lookup import InstanceLookup, find_by_address
 from novanet.metadata.server import Limits, MetadataServer
@@ -103,15 +105,47 @@ class MetadataDaemon:
         self.db.dispose()
 
 
+def listen_address(conf: cfg.ConfigOpts) -> str:
+    """Where to listen: metadata_listen, except that with a loopback metadata_host
+    requests arrive REDIRECTed to the bridge's own address (network/rules.py
+    metadata_forward), which a loopback socket would never see."""
+    listen = str(conf.metadata_listen)
+    if _is_loopback(conf.metadata_host) and _is_loopback(listen):
+        LOG.info("metadata_host %s is loopback: listening on 0.0.0.0", conf.metadata_host)
+        return "0.0.0.0"
+    return listen
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def load_vendor_data(path: str | None) -> object:
+    """vendordata_jsonfile_path's JSON ({} without one); one line on any problem."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise UsageError(f"vendordata_jsonfile_path {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise UsageError(f"vendordata_jsonfile_path {path} is not JSON: {exc}") from None
+
+
 def build(conf: cfg.ConfigOpts, _sources: list[loader.Source]) -> MetadataDaemon:
     """The daemon for ``conf`` (the entry point's factory for novanet.service.daemon.run)."""
+    vendor_data = load_vendor_data(conf.vendordata_jsonfile_path)
     db = Database.from_conf(conf)
     lookup = InstanceLookup(db, cache_ttl=conf.metadata_cache_ttl)
-    app = MetadataApp(lookup, dhcp_domain=conf.dhcp_domain or "")
+    app = MetadataApp(lookup, dhcp_domain=conf.dhcp_domain or "", vendor_data=vendor_data)
     limits = Limits(
         client_timeout=conf.metadata_client_timeout,
         max_connections=conf.metadata_max_connections,
     )
-    server = MetadataServer(app, conf.metadata_listen, conf.metadata_port, limits)
+    server = MetadataServer(app, listen_address(conf), conf.metadata_port, limits)
     metrics = metrics_mod.Metrics(BINARY) if conf.metrics_listen else None
     return MetadataDaemon(conf, db=db, server=server, metrics=metrics)

@@ -23,8 +23,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from novanet.db.api import Database
-from novanet.db.models import FIXED_IPS, INSTANCES
-from novanet.metadata.tree import InstanceMetadata
+from novanet.db.models import FIXED_IPS, INSTANCES, NETWORKS, VIFS
+from novanet.metadata.model import InstanceMetadata
 
 # Bound on remembered addresses when the cache is on (a /16 of instances).
 CACHE_MAX_ENTRIES = 65536
@@ -46,6 +46,18 @@ def normalize_address(address: str) -> str | None:
     return str(ip)
 
 
+def security_groups(db: Database, instance_uuid: str) -> tuple[str, ...]:
+    """The names of the instance's security groups (EC2 ``security-groups``).
+
+    THE SEAM for security groups: novanet has none yet, and every instance
+    is in nova's group ``default``. The security-group work fills this from
+    the database (it gets ``db`` for that); nothing else in the metadata
+    service needs to change.
+    """
+    del db, instance_uuid  # unused until security groups exist
+    return ("default",)
+
+
 @functools.cache
 def _statement() -> sa.Select[Any]:
     # Built once: constructing the select costs more than running it on SQLite.
@@ -58,8 +70,17 @@ def _statement() -> sa.Select[Any]:
             FIXED_IPS.c.address,
             INSTANCES.c.user_data,
             INSTANCES.c.public_key,
+            VIFS.c.address,
+            VIFS.c.uuid,
+            INSTANCES.c.vif_devname,
+            NETWORKS.c.uuid,
+            NETWORKS.c.netmask,
+            NETWORKS.c.gateway,
+            NETWORKS.c.dhcp_server,
         )
         .join(INSTANCES, INSTANCES.c.uuid == FIXED_IPS.c.instance_uuid)
+        .join(NETWORKS, NETWORKS.c.id == FIXED_IPS.c.network_id)
+        .outerjoin(VIFS, VIFS.c.id == FIXED_IPS.c.virtual_interface_id)
         .where(FIXED_IPS.c.address == sa.bindparam("address"))
         .where(FIXED_IPS.c.allocated.is_(True))
         .where(FIXED_IPS.c.instance_uuid.is_not(None))
@@ -84,6 +105,14 @@ def find_by_address(db: Database, address: str) -> InstanceMetadata | None:
         fixed_ip=row[4],
         user_data=row[5],
         public_key=row[6],
+        mac=row[7],
+        vif_uuid=row[8],
+        devname=row[9],
+        network_uuid=row[10],
+        netmask=row[11],
+        gateway=row[12],
+        dhcp_server=row[13],
+        security_groups=security_groups(db, row[1]),
     )
 
 

@@ -1,13 +1,15 @@
-"""The controller's bridges: one per network, its port, the gateway address first.
+"""The controller's bridges: one per bridge name, its port, the gateway addresses first.
 
-Set up at start and when networks change, and checked every
-``bridge_check_interval`` seconds: the same idempotent plan
-(:mod:`novanet.linux.bridge_plan`) makes a deleted bridge again, enslaves
-the flat interface again and puts the gateway address back first. When the
-gateway address had to be added, the network's dnsmasq must be restarted:
-it runs with --bind-interfaces and binds its sockets once at start, so
-after the address vanished it keeps running and answers nothing (no DHCP,
-and guests lose their gateway and metadata too).
+Networks made by ``network create --num_networks N`` share one bridge, as
+nova's did: the bridge holds every network's DHCP server address, the first
+network's first (dnsmasq answers from the first address). Set up at start
+and when networks change, and checked every ``bridge_check_interval``
+seconds: the same idempotent plan (:mod:`novanet.linux.bridge_plan`) makes a
+deleted bridge again, enslaves the flat interface again and puts the
+addresses back. When an address had to be added, the bridge's dnsmasq must
+be restarted: it runs with --bind-interfaces and binds its sockets once at
+start, so after the address vanished it keeps running and answers nothing
+(no DHCP, and guests lose their gateway and metadata too).
 """
 
 from __future__ import annotations
@@ -31,37 +33,57 @@ class Bridges(Protocol):
         self, bridge: str, interface: str | None, gateway: str, broadcast: str | None = None
     ) -> list[Any]: ...
 
+    def ensure_address(
+        self, bridge: str, address: str, broadcast: str | None = None
+    ) -> list[Any]: ...
+
 
 @dataclass(frozen=True)
 class BridgeSetup:
-    """What setting up one network's bridge did."""
+    """What setting up one bridge (and the networks on it) did."""
 
-    network: NetworkRow
+    networks: Sequence[NetworkRow]
     steps: Sequence[Any]
 
     @property
+    def bridge(self) -> str:
+        return self.networks[0].bridge
+
+    @property
     def gateway_added(self) -> bool:
-        """True if the gateway address was (re)added: dnsmasq cannot be serving."""
-        gateway = ipaddress.ip_address(self.network.dhcp_server)
+        """True if a DHCP server address was (re)added: dnsmasq cannot be serving it."""
+        servers = {ipaddress.ip_address(net.dhcp_server) for net in self.networks}
         return any(
             isinstance(step, AddAddress)
-            and step.device == self.network.bridge
-            and step.address.ip == gateway
+            and step.device == self.bridge
+            and step.address.ip in servers
             for step in self.steps
         )
 
     def lines(self) -> list[str]:
-        return [f"{self.network.bridge}: {step}" for step in self.steps]
+        return [f"{self.bridge}: {step}" for step in self.steps]
 
 
-def setup_bridge(bridges: Bridges, net: NetworkRow, flat_interface: str | None) -> BridgeSetup:
-    """The network's bridge with its port (the network's bridge_interface or flat_interface)."""
-    prefix = net.cidr.split("/")[1]
-    interface = net.bridge_interface or flat_interface
-    steps = bridges.setup_controller(
-        net.bridge, interface, f"{net.dhcp_server}/{prefix}", net.broadcast
+def setup_bridge(
+    bridges: Bridges, group: Sequence[NetworkRow], flat_interface: str | None
+) -> BridgeSetup:
+    """The bridge of ``group`` (networks sharing it, by id) with its port and addresses.
+
+    The port is the first network's bridge_interface or flat_interface; the
+    first network's DHCP server address comes first.
+    """
+    first = group[0]
+    interface = first.bridge_interface or flat_interface
+    steps = list(
+        bridges.setup_controller(
+            first.bridge, interface, _with_prefix(first.dhcp_server, first), first.broadcast
+        )
     )
-    return BridgeSetup(net, list(steps))
+    for net in group[1:]:
+        steps += bridges.ensure_address(
+            net.bridge, _with_prefix(net.dhcp_server, net), net.broadcast
+        )
+    return BridgeSetup(tuple(group), steps)
 
 
 class Dnsmasq(Protocol):
@@ -71,25 +93,30 @@ class Dnsmasq(Protocol):
 def repair_bridges(
     bridges: Bridges,
     dhcp: Dnsmasq,
-    networks: Sequence[tuple[NetworkRow, DhcpNetwork]],
+    groups: Sequence[tuple[Sequence[NetworkRow], DhcpNetwork]],
     flat_interface: str | None,
 ) -> list[str]:
-    """Set each network's bridge up again where it changed; returns what was repaired.
+    """Set each bridge up again where it changed; returns what was repaired.
 
-    A network whose bridge cannot be repaired (its flat interface made a
-    port of another bridge by hand, say) is logged and left; the others are
-    still repaired.
+    ``groups``: the networks of each bridge with what its dnsmasq serves. A
+    bridge that cannot be repaired (its flat interface made a port of
+    another bridge by hand, say) is logged and left; the others are still
+    repaired. The bridge manager logs each step it applies.
     """
     repaired = []
-    for net, dhcp_net in networks:
+    for group, dhcp_net in groups:
         try:
-            done = setup_bridge(bridges, net, flat_interface)
+            done = setup_bridge(bridges, group, flat_interface)
             repaired += done.lines()
             if done.gateway_added:
                 dhcp.restart(dhcp_net)
-                repaired.append(f"{net.bridge}: dnsmasq restarted (its address had gone)")
+                repaired.append(f"{done.bridge}: dnsmasq restarted (its address had gone)")
         except NovanetError as exc:
-            LOG.error("cannot repair bridge %s: %s", net.bridge, exc)
+            LOG.error("cannot repair bridge %s: %s", group[0].bridge, exc)
     if repaired:
         LOG.warning("bridges were changed by someone else; repaired: %s", "; ".join(repaired))
     return repaired
+
+
+def _with_prefix(address: str, net: NetworkRow) -> str:
+    return f"{address}/{net.cidr.split('/')[1]}"

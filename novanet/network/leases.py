@@ -24,9 +24,16 @@ _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def lease_lines(db: Database, network_id: int, lease_time: int) -> str:
-    """The lease database for dnsmasq's ``init``: ``EXPIRY MAC IP HOSTNAME *`` lines."""
+    """The lease database for dnsmasq's ``init``: ``EXPIRY MAC IP HOSTNAME *`` lines.
+
+    One dnsmasq serves every network on its bridge: their leases are its leases.
+    """
     lines = []
-    for lease in queries.leases_for_network(db, network_id):
+    for lease in (
+        lease
+        for net_id in networks.sharing_bridge(db, network_id)
+        for lease in queries.leases_for_network(db, net_id)
+    ):
         expiry = calendar.timegm(lease.updated_at.utctimetuple()) + lease_time
         lines.append(f"{expiry} {lease.mac} {lease.address} {lease.hostname or '*'} *\n")
     return "".join(lines)

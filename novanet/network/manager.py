@@ -1,9 +1,9 @@
 """The controller's FlatDHCP manager: networks on this host, and the instance lifecycle.
 
 It owns the database. For every network it keeps the bridge with its gateway
-address, a dnsmasq, and the NAT/filter rules of the seed; for every instance
-it allocates the address, updates dnsmasq and asks the compute host to plug
-and filter it, undoing everything when any step fails.
+address, a dnsmasq, and the NAT/filter rules of the seed (host.py); for every
+instance it allocates the address, updates dnsmasq and asks the compute host
+to plug and filter it, undoing everything when any step fails.
 
 Collaborators are injected (bridges, iptables, dhcp, compute RPC), so the
 logic is tested with fakes; the daemon (service.py) wires the real ones.
@@ -21,34 +21,18 @@ from oslo_config import cfg
 from novanet.db import instances, services
 from novanet.db.api import Database
 from novanet.dhcp.labels import dns_label
-from novanet.dhcp.models import DhcpHost, DhcpNetwork
 from novanet.exception import Conflict, NotFound, NovanetError, ServiceUnavailable
 from novanet.ipam import networks as nets
-from novanet.ipam import pool, queries
+from novanet.ipam import pool
 from novanet.ipam.networks import NetworkRow
-from novanet.linux.iptables.declare import declare
-from novanet.network import rules as controller_rules
-from novanet.network.bridges import Bridges, BridgeSetup, repair_bridges, setup_bridge
+from novanet.linux.ebtables import Ebtables
+from novanet.network.host import BINARY, CONTROLLER_TABLES, TOPIC, Bridges, Dhcp, NetworkHost
 from novanet.rpc.objects import InstanceNetwork
 
 LOG = logging.getLogger(__name__)
 
-BINARY = "novanet-network"
-TOPIC = "network"
-
-
-class Dhcp(Protocol):
-    def enable(self, network: DhcpNetwork) -> None: ...
-
-    def disable(self, network: DhcpNetwork) -> None: ...
-
-    def reload_allocations(self, network: DhcpNetwork) -> None: ...
-
-    def release(self, network: DhcpNetwork, address: str, mac: str) -> None: ...
-
-    def check_alive(self) -> list[int]: ...
-
-    def restart(self, network: DhcpNetwork) -> None: ...
+# re-exported: the daemon and the tests take them from here
+__all__ = ["BINARY", "CONTROLLER_TABLES", "TOPIC", "Bridges", "Dhcp", "NetworkManager"]
 
 
 class Compute(Protocol):
@@ -61,22 +45,9 @@ class Compute(Protocol):
     ) -> None: ...
 
 
-def dhcp_network(net: NetworkRow) -> DhcpNetwork:
-    return DhcpNetwork(
-        id=net.id,
-        bridge=net.bridge,
-        cidr=net.cidr,
-        gateway=net.gateway,
-        dhcp_server=net.dhcp_server,
-        dhcp_start=net.dhcp_start,
-        broadcast=net.broadcast,
-        netmask=net.netmask,
-        dns1=net.dns1,
-        dns2=net.dns2,
-    )
+class NetworkManager(NetworkHost):
+    """The instance lifecycle (the host's networks: :class:`NetworkHost`)."""
 
-
-class NetworkManager:
     def __init__(
         self,
         conf: cfg.ConfigOpts,
@@ -86,6 +57,7 @@ class NetworkManager:
         iptables: Any,
         dhcp: Dhcp,
         compute: Compute | None,
+        ebtables: Ebtables | None = None,
     ) -> None:
         self.conf = conf
         self.db = db
@@ -93,107 +65,12 @@ class NetworkManager:
         self.iptables = iptables
         self.dhcp = dhcp
         self.compute = compute
+        self.ebtables = ebtables or Ebtables()
         self.host = conf.host
         self._networks: dict[int, NetworkRow] = {}
         self._lock = threading.RLock()
         # One lifecycle operation per instance at a time.
         self._instance_locks: dict[str, threading.Lock] = {}
-
-    # -- the host ------------------------------------------------------------------
-
-    def init_host(self) -> None:
-        """Converge this host from any state: bridges, gateway, rules, dnsmasq."""
-        with self._lock:
-            current = nets.list_networks(self.db)
-            readdressed = [self._setup_bridge(net).gateway_added for net in current]
-            self._declare_rules(current)
-            # The iptables manager logs each change it makes: only say when there was none.
-            if not self.iptables.full_sync():
-                LOG.info("iptables: already in place")
-            for net, gateway_added in zip(current, readdressed, strict=True):
-                # A dnsmasq that outlived its address (bridge deleted while we
-                # were down) serves nothing: restarted, not adopted.
-                (self.dhcp.restart if gateway_added else self.dhcp.enable)(dhcp_network(net))
-            self._networks = {net.id: net for net in current}
-            LOG.info("serving %d network(s): %s", len(current), ", ".join(n.cidr for n in current))
-
-    def _setup_bridge(self, net: NetworkRow) -> BridgeSetup:
-        # The bridge manager logs every step it applies (naming the bridge).
-        return setup_bridge(self.bridges, net, self.conf.flat_interface)
-
-    def _declare_rules(self, current: list[NetworkRow]) -> None:
-        wanted = controller_rules.controller_rules(
-            current,
-            metadata_host=self.conf.metadata_host,
-            metadata_port=self.conf.metadata_port,
-            routing_source_ip=self.conf.routing_source_ip,
-            dmz_cidrs=self.conf.dmz_cidr,
-        )
-        declare(self.iptables.ipv4, wanted)
-
-    def refresh_networks(self) -> list[str]:
-        """Pick up networks created, modified or deleted with novanet-manage."""
-        with self._lock:
-            current = {net.id: net for net in nets.list_networks(self.db)}
-            if current == self._networks:
-                return []
-            changes = []
-            for net_id, old in self._networks.items():
-                if net_id not in current:
-                    self.dhcp.disable(dhcp_network(old))
-                    changes.append(f"network {old.cidr} removed")
-            for net in current.values():
-                if self._networks.get(net.id) != net:
-                    self._setup_bridge(net)
-                    changes.append(f"network {net.cidr} set up")
-            with self.iptables.defer_apply():
-                self._declare_rules(list(current.values()))
-            for net in current.values():
-                if self._networks.get(net.id) != net:
-                    self.dhcp.enable(dhcp_network(net))
-            self._networks = current
-            LOG.info("networks changed: %s", "; ".join(changes))
-            return changes
-
-    def serving(self) -> list[NetworkRow]:
-        """The networks this host serves now (what init_host/refresh_networks set up)."""
-        with self._lock:
-            return sorted(self._networks.values(), key=lambda n: n.id)
-
-    def hosts(self, network_id: int) -> list[DhcpHost]:
-        """dnsmasq's hosts for a network (the driver's hosts provider)."""
-        return [
-            DhcpHost(h.mac, h.hostname, h.address)
-            for h in queries.hosts_for_network(self.db, network_id)
-        ]
-
-    # -- periodic tasks -------------------------------------------------------------
-
-    def heartbeat(self) -> None:
-        services.heartbeat(self.db, self.host, BINARY, TOPIC)
-
-    def disassociate_stale(self) -> None:
-        freed = pool.disassociate_stale(self.db, self.conf.fixed_ip_disassociate_timeout)
-        if freed:
-            LOG.info(
-                "returned to the pool after %d s without a lease: %s",
-                self.conf.fixed_ip_disassociate_timeout,
-                ", ".join(freed),
-            )
-
-    def check_dnsmasq(self) -> list[int]:
-        """Restart dead dnsmasqs (the driver logs each); the ids of their networks."""
-        return self.dhcp.check_alive()
-
-    def check_iptables(self) -> list[str]:
-        """Repair our chains if someone changed them (the iptables manager logs each repair)."""
-        return list(self.iptables.check_and_repair())
-
-    def check_bridges(self) -> list[str]:
-        """Repair bridges, ports and gateways changed by hand; restart dnsmasq where needed."""
-        with self._lock:
-            current = [(net, dhcp_network(net)) for net in self._networks.values()]
-            return repair_bridges(self.bridges, self.dhcp, current, self.conf.flat_interface)
 
     # -- instances ------------------------------------------------------------------
 
@@ -201,14 +78,16 @@ class NetworkManager:
         with self._lock:
             return self._instance_locks.setdefault(key, threading.Lock())
 
-    def _network_for_allocation(self) -> NetworkRow:
+    def _allocate(self, instance_uuid: str, mac: str | None) -> tuple[pool.Allocation, NetworkRow]:
         with self._lock:
-            known = sorted(self._networks.values(), key=lambda n: n.id)
-        if not known:
-            known = nets.list_networks(self.db)
-        if not known:
-            raise NotFound("there is no network: create one with 'novanet-manage network create'")
-        return known[0]
+            known = list(self._networks.values())
+        return nets.allocate_in_order(
+            self.db,
+            known or self._served(),
+            instance_uuid=instance_uuid,
+            mac=mac,
+            mac_attempts=self.conf.create_unique_mac_address_attempts,
+        )
 
     def describe(
         self, inst: instances.InstanceRow, port: instances.Port | None = None
@@ -265,7 +144,6 @@ class NetworkManager:
     ) -> InstanceNetwork:
         """Allocate, update dnsmasq, have the compute host plug and filter; undo on failure."""
         self.check_host_up(host)
-        net = self._network_for_allocation()
         inst = instances.create_instance(
             self.db,
             display_name=display_name,
@@ -279,13 +157,11 @@ class NetworkManager:
         instances.update_instance(self.db, inst.id, hostname=dns_label(display_name, name))
         with self._instance_lock(inst.uuid):
             try:
-                alloc = pool.allocate_for_instance(
-                    self.db, network_id=net.id, instance_uuid=inst.uuid, mac=mac
-                )
+                alloc, net = self._allocate(inst.uuid, mac)
             except NovanetError:
                 instances.delete_instance_row(self.db, inst.id)
                 raise
-            self.dhcp.reload_allocations(dhcp_network(net))
+            self.dhcp.reload_allocations(self._dhcp_of(net.id))
             described = self.describe(
                 instances.get_instance(self.db, inst.id),
                 instances.Port(alloc.address, alloc.mac, net.id),
@@ -333,7 +209,7 @@ class NetworkManager:
         pool.deallocate_for_instance(self.db, described.uuid)
         pool.free_unleased(self.db, described.uuid)
         instances.delete_instance_row(self.db, described.id)
-        self.dhcp.reload_allocations(dhcp_network(net))
+        self.dhcp.reload_allocations(self._dhcp_of(net.id))
 
     def delete_instance(self, instance_uuid: str) -> dict[str, Any]:
         """Unplug on the compute host, release the address, forget the instance."""
@@ -364,9 +240,7 @@ class NetworkManager:
 
     def _release(self, instance_uuid: str) -> None:
         for address, mac, network_id in pool.deallocate_for_instance(self.db, instance_uuid):
-            net = dhcp_network(
-                self._networks.get(network_id) or nets.get_network(self.db, network_id)
-            )
+            net = self._dhcp_of(network_id)
             if self.conf.force_dhcp_release:
                 # Hostsfile rewritten and dnsmasq reloaded BEFORE the release,
                 # so the guest cannot renew in between (the driver does both).
@@ -376,11 +250,8 @@ class NetworkManager:
 
     def allocate_for_instance(self, instance_uuid: str, mac: str | None = None) -> InstanceNetwork:
         inst = instances.get_by_uuid(self.db, instance_uuid)
-        net = self._network_for_allocation()
-        alloc = pool.allocate_for_instance(
-            self.db, network_id=net.id, instance_uuid=inst.uuid, mac=mac
-        )
-        self.dhcp.reload_allocations(dhcp_network(net))
+        alloc, net = self._allocate(inst.uuid, mac)
+        self.dhcp.reload_allocations(self._dhcp_of(net.id))
         return self.describe(inst, instances.Port(alloc.address, alloc.mac, net.id))
 
     def deallocate_for_instance(self, instance_uuid: str) -> None:

@@ -27,10 +27,10 @@ from novanet.linux.ip_lib import IpLib
 from novanet.linux.iptables.declare import declare
 from novanet.linux.sysctl import Sysctl
 from novanet.metadata.rules import metadata_rules
-from novanet.network import leases
+from novanet.network import leases, served
 from novanet.network.endpoint import NetworkEndpoint
 from novanet.network.lease_socket import LeaseEventServer
-from novanet.network.manager import TOPIC, NetworkManager, dhcp_network
+from novanet.network.manager import CONTROLLER_TABLES, TOPIC, NetworkManager
 from novanet.network.metrics import NetworkCollector
 from novanet.rpc import transport as rpc
 from novanet.rpc.compute_api import ComputeAPI
@@ -68,7 +68,10 @@ class NetworkService:
         self.db = Database.from_conf(conf)
         schema.check_current(self.db.engine)
         self.metrics = metrics_mod.Metrics("novanet-network") if conf.metrics_listen else None
-        self.iptables = metrics_mod.iptables_manager(conf, "network", self.metrics)
+        # mangle: the CHECKSUM rule for DHCP replies (network/rules.py)
+        self.iptables = metrics_mod.iptables_manager(
+            conf, "network", self.metrics, tables=CONTROLLER_TABLES
+        )
         # binary "api": the seed's nova-api-* chains (see the module docstring)
         self.api_iptables = metrics_mod.iptables_manager(conf, "api", self.metrics)
         self.manager = NetworkManager(
@@ -136,7 +139,10 @@ class NetworkService:
         return leases.handle(self.db, self.conf.dhcp_lease_time, event)
 
     def _dnsmasq_stats(self) -> dict[str, Any]:
-        return {n.bridge: self.dhcp.stats(dhcp_network(n)) for n in self.manager.serving()}
+        return {
+            bridge: self.dhcp.stats(dhcp)
+            for bridge, dhcp in served.dhcp_networks(self.manager.serving()).items()
+        }
 
     def _check_dnsmasq(self) -> None:
         restarted = self.manager.check_dnsmasq()

@@ -58,6 +58,8 @@ class IptablesManager:
     :param tables: tables to manage (filter and nat; mangle and raw possible)
     :param full_check_every: with an inexact change probe (legacy), read the
         tables on every Nth check_and_repair() anyway (0: never)
+    :param top_regex: iptables_top_regex (other programs' rules kept above ours)
+    :param bottom_regex: iptables_bottom_regex (see Naming.floor)
     """
 
     def __init__(
@@ -68,8 +70,10 @@ class IptablesManager:
         prefix: str = "nova",
         tables: Sequence[str] = ("filter", "nat"),
         full_check_every: int = 6,
+        top_regex: str = "",
+        bottom_regex: str = "",
     ) -> None:
-        self.naming = Naming(prefix, binary)
+        self.naming = Naming(prefix, binary, top_regex, bottom_regex)
         self.runner = runner
         self.full_check_every = full_check_every
         self._lock = threading.RLock()
@@ -90,12 +94,23 @@ class IptablesManager:
 
     @classmethod
     def from_conf(
-        cls, conf: cfg.ConfigOpts, binary: str, runner: Runner | None = None
+        cls,
+        conf: cfg.ConfigOpts,
+        binary: str,
+        runner: Runner | None = None,
+        tables: Sequence[str] = ("filter", "nat"),
     ) -> IptablesManager:
-        """A manager configured by iptables_prefix / iptables_backend."""
+        """A manager configured by iptables_prefix / iptables_backend / iptables_*_regex."""
         if runner is None:
-            runner = IptablesRunner(conf.iptables_backend)
-        return cls(binary, runner, prefix=conf.iptables_prefix)
+            runner = IptablesRunner(conf.iptables_backend, tables=tables)
+        return cls(
+            binary,
+            runner,
+            prefix=conf.iptables_prefix,
+            tables=tables,
+            top_regex=conf.iptables_top_regex,
+            bottom_regex=conf.iptables_bottom_regex,
+        )
 
     # -- applying -------------------------------------------------------------
 

@@ -35,7 +35,8 @@ BUILTIN_CHAINS: Final[dict[str, tuple[str, ...]]] = {
 WRAPPED_BUILTINS: Final[dict[str, tuple[str, ...]]] = {
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
     "nat": ("PREROUTING", "OUTPUT", "POSTROUTING"),
-    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    # nova wrapped only mangle POSTROUTING (for its DHCP CHECKSUM rule)
+    "mangle": ("POSTROUTING",),
     "raw": ("PREROUTING", "OUTPUT"),
 }
 
@@ -80,7 +81,9 @@ def jump_target(rule: str) -> str | None:
 class Naming:
     """The chain names of one binary (``nova-compute-*``) and the shared ones."""
 
-    def __init__(self, prefix: str, binary: str) -> None:
+    def __init__(
+        self, prefix: str, binary: str, top_regex: str = "", bottom_regex: str = ""
+    ) -> None:
         if not _PREFIX_RE.match(prefix):
             raise InvalidChainName(f"iptables prefix {prefix!r}: use letters, digits and _")
         if not _BINARY_RE.match(binary):
@@ -94,6 +97,30 @@ class Naming:
         self.postrouting_bottom = check_chain_name(f"{prefix}-postrouting-bottom")
         self._nova_prefix = f"{prefix}-"
         self.own_key = self._binary_key(binary)
+        # nova's iptables_top_regex / iptables_bottom_regex (see floor()).
+        self._top = re.compile(top_regex) if top_regex else None
+        self._bottom = re.compile(bottom_regex) if bottom_regex else None
+
+    def floor(self, chain: str, foreign_rules: list[str]) -> int:
+        """How many of a shared chain's other rules stay above ours.
+
+        0 unless iptables_top_regex is set: then ours go below the last rule
+        matching it, but above the first rule matching only
+        iptables_bottom_regex (a rule matching both is a top rule, as in
+        nova). Other programs' rules are never moved, so this is the best
+        place their current order allows. The expressions see each rule as
+        iptables-save prints it (``-A INPUT -i eth0 -j fail2ban``), as nova's did.
+        """
+        if self._top is None:
+            return 0
+        floor = 0
+        for index, rule in enumerate(foreign_rules):
+            line = f"-A {chain} {rule}"
+            if self._top.search(line):
+                floor = index + 1
+            elif self._bottom is not None and self._bottom.search(line):
+                break
+        return floor
 
     def wrap(self, chain: str) -> str:
         """``local`` -> ``nova-compute-local`` (checked against the length limit)."""

@@ -248,9 +248,10 @@ def _plan_shared(
     own = frozenset(wanted)
     target: list[str] = [rule for rule in current if not ours(rule)]
     keys = [naming.order_key(rule, own) for rule in target]
+    floor = naming.floor(chain, target)  # other programs' rules kept above ours
     for rule in wanted:
         key = naming.order_key(rule, own)
-        pos = next((i for i, k in enumerate(keys) if k > key), len(keys))
+        pos = next((i for i, k in enumerate(keys) if k > key and i >= floor), len(keys))
         target.insert(pos, rule)
         keys.insert(pos, key)
     if target == current:

@@ -27,9 +27,12 @@ def test_no_hosts_is_empty():
     assert render([], "novalocal") == ""
 
 
-def test_no_domain_part_when_domain_is_empty():
+def test_empty_domain_writes_the_name_with_a_trailing_dot_as_nova_did():
+    # nova: linux_net.py _host_dhcp ('%s,%s.%s,%s' with an empty dhcp_domain);
+    # test_linux_net.py test_dnsmasq_execute runs with dhcp_domain=''.
+    # dnsmasq hands out "cirros" either way (functional test_dnsmasq_options).
     text = render([DhcpHost("fa:16:3e:2c:e8:ec", "cirros", "10.0.0.2")], "")
-    assert text == "fa:16:3e:2c:e8:ec,cirros,10.0.0.2\n"
+    assert text == "fa:16:3e:2c:e8:ec,cirros.,10.0.0.2\n"
 
 
 def test_sorted_by_address_numerically_and_mac_lower_cased():

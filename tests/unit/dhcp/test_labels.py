@@ -31,12 +31,28 @@ NASTY = (
         ("a---b", "a-b"),
         ("#comment", "comment"),
         ("tag:foo,ignore", "tag-foo-ignore"),
-        ("x" * 300, "x" * 63),
-        ("a" * 62 + "-b", "a" * 62),
+        # too long: nova's shortening (first two, '-', last 60), see below
+        ("x" * 300, "xx-" + "x" * 60),
+        ("a" * 62 + "-b", "aa-" + "a" * 58 + "-b"),
+        ("a" * 63, "a" * 63),
     ],
 )
 def test_examples(name, expected):
     assert dns_label(name, "instance-00000001") == expected
+
+
+def test_long_names_are_shortened_as_nova_shortened_them():
+    # nova: test_linux_net.py test_host_dhcp_truncated_hostname (LP #1238910):
+    # 'really_long_fake_instance02_to_test_hostname_truncation_when_too_long'
+    # became 're-ng_fake_instance02_to_test_hostname_truncation_when_too_long'
+    # ('_' is no DNS label character: novanet writes '-').
+    name = "really_long_fake_instance02_to_test_hostname_truncation_when_too_long"
+    assert dns_label(name, "instance-00000001") == (
+        "re-ng-fake-instance02-to-test-hostname-truncation-when-too-long"
+    )
+    # the end of a name is what tells two long names apart
+    a, b = (dns_label("web frontend of the payment service " * 3 + n, "x") for n in "12")
+    assert a != b and len(a) == len(b) == 63
 
 
 @pytest.mark.parametrize("name", ["", "   ", "中文", "🙂🙂", "---", ",,,", "\n", "#/", "\u200b"])

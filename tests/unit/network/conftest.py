@@ -16,7 +16,7 @@ from novanet.linux.bridge import BridgeManager
 from novanet.linux.fakes.iptables import FakeIptables
 from novanet.linux.fakes.netlink import FakeIpLib, FakeSysctl
 from novanet.linux.iptables.manager import IptablesManager
-from novanet.network.manager import NetworkManager
+from novanet.network.manager import CONTROLLER_TABLES, NetworkManager
 from novanet.rpc.objects import InstanceNetwork
 
 
@@ -122,7 +122,7 @@ def controller(tmp_path) -> Controller:
         conf,
         db,
         bridges=BridgeManager(ip, str(tmp_path / "lock"), sysctl),
-        iptables=IptablesManager("network", fake_iptables),
+        iptables=IptablesManager("network", fake_iptables, tables=CONTROLLER_TABLES),
         dhcp=dhcp,
         compute=compute,
     )

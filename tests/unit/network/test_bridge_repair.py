@@ -5,7 +5,7 @@ from __future__ import annotations
 from novanet.linux.bridge import BridgeManager
 from novanet.linux.iptables.manager import IptablesManager
 from novanet.linux.netlink import AddressInfo
-from novanet.network.manager import NetworkManager
+from novanet.network.manager import CONTROLLER_TABLES, NetworkManager
 
 GATEWAY = "10.0.0.1/24"
 
@@ -64,7 +64,7 @@ def test_a_restart_after_the_bridge_was_deleted_restarts_dnsmasq(controller, tmp
         controller.conf,
         controller.db,
         bridges=BridgeManager(controller.ip, str(tmp_path / "lock"), controller.sysctl),
-        iptables=IptablesManager("network", controller.iptables),
+        iptables=IptablesManager("network", controller.iptables, tables=CONTROLLER_TABLES),
         dhcp=controller.dhcp,
         compute=controller.compute,
     )

@@ -1,0 +1,188 @@
+"""The networks of this network host: bridges, gateway addresses, rules, dnsmasq.
+
+:class:`NetworkHost` converges the host to the networks it serves (every
+network, unless ``network modify --host`` gave it to another host) and keeps
+it there with the periodic tasks; :class:`~novanet.network.manager.NetworkManager`
+adds the instance lifecycle on top. The pure decisions (which networks,
+grouped how, what changed) are in :mod:`novanet.network.served`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Protocol
+
+from oslo_config import cfg
+
+from novanet.db import services
+from novanet.db.api import Database
+from novanet.dhcp.models import DhcpHost, DhcpNetwork
+from novanet.ipam import networks as nets
+from novanet.ipam import pool, queries
+from novanet.ipam.networks import NetworkRow
+from novanet.linux.ebtables import Ebtables, dhcp_isolation_rules
+from novanet.linux.iptables.declare import declare
+from novanet.network import rules as controller_rules
+from novanet.network import served
+from novanet.network.bridges import Bridges, BridgeSetup, repair_bridges, setup_bridge
+
+LOG = logging.getLogger(__name__)
+
+BINARY = "novanet-network"
+TOPIC = "network"
+CONTROLLER_TABLES = ("filter", "nat", "mangle")
+
+
+class Dhcp(Protocol):
+    def enable(self, network: DhcpNetwork) -> None: ...
+
+    def disable(self, network: DhcpNetwork) -> None: ...
+
+    def reload_allocations(self, network: DhcpNetwork) -> None: ...
+
+    def release(self, network: DhcpNetwork, address: str, mac: str) -> None: ...
+
+    def check_alive(self) -> list[int]: ...
+
+    def restart(self, network: DhcpNetwork) -> None: ...
+
+
+class NetworkHost:
+    """Bridges, rules and dnsmasq of the served networks (state: ``_networks``)."""
+
+    conf: cfg.ConfigOpts
+    db: Database
+    bridges: Bridges
+    iptables: Any
+    dhcp: Dhcp
+    ebtables: Ebtables
+    host: str
+    _networks: dict[int, NetworkRow]
+    _lock: threading.RLock
+
+    # -- the host ------------------------------------------------------------------
+
+    def init_host(self) -> None:
+        """Converge this host from any state: bridges, gateway, rules, dnsmasq."""
+        with self._lock:
+            current = self._served()
+            groups = served.by_bridge(current)
+            readdressed = {
+                bridge: self._setup_bridge(group).gateway_added for bridge, group in groups.items()
+            }
+            self._declare_rules(current)
+            # The iptables manager logs each change it makes: only say when there was none.
+            if not self.iptables.full_sync():
+                LOG.info("iptables: already in place")
+            # before dnsmasq starts: hosts() reads which networks share a bridge
+            self._networks = {net.id: net for net in current}
+            for bridge, dhcp in served.dhcp_networks(current).items():
+                # A dnsmasq that outlived its address (bridge deleted while we
+                # were down) serves nothing: restarted, not adopted.
+                (self.dhcp.restart if readdressed[bridge] else self.dhcp.enable)(dhcp)
+            LOG.info("serving %d network(s): %s", len(current), ", ".join(n.cidr for n in current))
+
+    def _served(self) -> list[NetworkRow]:
+        return served.served(nets.list_networks(self.db), self.host)
+
+    def _setup_bridge(self, group: list[NetworkRow]) -> BridgeSetup:
+        """The bridge of these networks: the first one's DHCP server address first."""
+        # The bridge manager logs every step it applies (naming the bridge).
+        done = setup_bridge(self.bridges, group, self.conf.flat_interface)
+        interface = group[0].bridge_interface or self.conf.flat_interface
+        if self.conf.share_dhcp_address and interface:
+            # nova's isolate_dhcp_address: every host holds the same DHCP address
+            for net in group:
+                self.ebtables.ensure(dhcp_isolation_rules(interface, net.dhcp_server))
+        return done
+
+    def _declare_rules(self, current: list[NetworkRow]) -> None:
+        wanted = controller_rules.controller_rules(
+            current,
+            metadata_host=self.conf.metadata_host,
+            metadata_port=self.conf.metadata_port,
+            routing_source_ip=self.conf.routing_source_ip,
+            dmz_cidrs=self.conf.dmz_cidr,
+            forward_interfaces=self.conf.forward_bridge_interface,
+            drop_action=self.conf.iptables_drop_action,
+        )
+        declare(self.iptables.ipv4, wanted)
+
+    def refresh_networks(self) -> list[str]:
+        """Pick up networks created, modified, deleted or moved to another host."""
+        with self._lock:
+            current = {net.id: net for net in self._served()}
+            if current == self._networks:
+                return []
+            plan = served.plan_refresh(self._networks, current)
+            for dhcp in plan.disable:
+                self.dhcp.disable(dhcp)
+            for group in plan.setup:
+                self._setup_bridge(group)
+            with self.iptables.defer_apply():
+                self._declare_rules(list(current.values()))
+            self._networks = current  # before dnsmasq (re)starts: see init_host
+            for dhcp in plan.enable:
+                self.dhcp.enable(dhcp)
+            LOG.info("networks changed: %s", "; ".join(plan.changes))
+            return plan.changes
+
+    def serving(self) -> list[NetworkRow]:
+        """The networks this host serves now (what init_host/refresh_networks set up)."""
+        with self._lock:
+            return sorted(self._networks.values(), key=lambda n: n.id)
+
+    def hosts(self, network_id: int) -> list[DhcpHost]:
+        """dnsmasq's hosts for a bridge's dnsmasq (the driver's hosts provider).
+
+        ``network_id`` names the bridge's dnsmasq; the hosts of every network
+        on the bridge are its hosts.
+        """
+        with self._lock:
+            dhcp = served.dhcp_network_of(self._networks.values(), network_id)
+        ids = [sub.id for sub in dhcp.subnets] if dhcp is not None else [network_id]
+        return [
+            DhcpHost(h.mac, h.hostname, h.address)
+            for net_id in ids
+            for h in queries.hosts_for_network(self.db, net_id)
+        ]
+
+    def _dhcp_of(self, network_id: int) -> DhcpNetwork:
+        """What the dnsmasq serving network ``network_id`` serves."""
+        with self._lock:
+            dhcp = served.dhcp_network_of(self._networks.values(), network_id)
+        if dhcp is not None:
+            return dhcp
+        # not (or no longer) served here: its own row, e.g. for a release
+        return served.dhcp_network(nets.get_network(self.db, network_id))
+
+    # -- periodic tasks -------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        services.heartbeat(self.db, self.host, BINARY, TOPIC)
+
+    def disassociate_stale(self) -> None:
+        freed = pool.disassociate_stale(self.db, self.conf.fixed_ip_disassociate_timeout)
+        if freed:
+            LOG.info(
+                "returned to the pool after %d s without a lease: %s",
+                self.conf.fixed_ip_disassociate_timeout,
+                ", ".join(freed),
+            )
+
+    def check_dnsmasq(self) -> list[int]:
+        """Restart dead dnsmasqs (the driver logs each); the ids of their networks."""
+        return self.dhcp.check_alive()
+
+    def check_iptables(self) -> list[str]:
+        """Repair our chains if someone changed them (the iptables manager logs each repair)."""
+        return list(self.iptables.check_and_repair())
+
+    def check_bridges(self) -> list[str]:
+        """Repair bridges, ports and gateways changed by hand; restart dnsmasq where needed."""
+        with self._lock:
+            current = list(self._networks.values())
+            dhcp = served.dhcp_networks(current)
+            groups = [(group, dhcp[bridge]) for bridge, group in served.by_bridge(current).items()]
+            return repair_bridges(self.bridges, self.dhcp, groups, self.conf.flat_interface)
