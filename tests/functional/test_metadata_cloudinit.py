@@ -22,10 +22,11 @@ import pytest
 from novanet.linux.iptables.declare import declare
 from novanet.linux.iptables.manager import IptablesManager
 from novanet.linux.iptables.runner import IptablesRunner
+from novanet.metadata.rules import metadata_rules
 from novanet.network import rules
 from novanet.network.manager import CONTROLLER_TABLES
 from tests.functional.test_metadata import Lab
-from tests.lib.paths import ROOT
+from tests.lib.paths import ROOT, world_readable_dir
 from tests.unit.metadata.fixtures import KEY, USER_DATA
 
 pytestmark = pytest.mark.root
@@ -52,8 +53,10 @@ def cloud_init() -> str:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    made = Lab(tmp_path_factory.mktemp("cloudinit"))
+def lab() -> Iterator[Lab]:
+    # novanet-metadata runs as its own unprivileged user: its files must be
+    # reachable by it (pytest's tmp_path is 0700).
+    made = Lab(world_readable_dir("cloudinit"))
     try:
         vendor = made.tmp / "vendor.json"
         vendor.write_text(json.dumps({"cloud": "novanet"}))
@@ -71,6 +74,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             ),
         )
         network.full_sync()
+        # the metadata service's accept (binary api), as novanet-network installs it
+        api = IptablesManager("api", IptablesRunner("auto", netns=made.ctl.name))
+        declare(api.ipv4, metadata_rules(metadata_host="127.0.0.1", metadata_port=8775))
+        api.full_sync()
         yield made
     finally:
         made.close()
