@@ -26,18 +26,18 @@ class CountingRunner(IptablesRunner):
         self.ns = ns
         self.counts = {"restore": 0, "dump": 0, "delete": 0, "refused": 0}
 
-    def restore(self, table: str, text: str) -> list[RuleHandle] | None:
+    def restore(self, table: str, text: str, learn: bool = True) -> list[RuleHandle] | None:
         self.counts["restore"] += 1
-        return super().restore(table, text)
+        return super().restore(table, text, learn)
 
     def rule_handles(self, table: str, chain: str) -> list[RuleHandle] | None:
         self.counts["dump"] += 1
         return super().rule_handles(table, chain)
 
-    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> None:
+    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
         self.counts["delete"] += 1
         try:
-            super().delete_by_handle(table, batch, token)
+            return super().delete_by_handle(table, batch, token)
         except StaleGeneration:
             self.counts["refused"] += 1
             raise
@@ -95,10 +95,10 @@ def test_a_write_between_our_probe_and_our_deletion_is_refused_by_the_kernel(
     netns: netns_lib.Namespace,
 ) -> None:
     class Racing(CountingRunner):
-        def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> None:
+        def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
             if not self.counts["delete"]:
                 self.ns.run(["iptables-nft", "-w", "-A", "INPUT", "-i", "eth9", "-j", "DROP"])
-            super().delete_by_handle(table, batch, token)
+            return super().delete_by_handle(table, batch, token)
 
     runner = Racing(netns, "nft")
     mgr = host(runner)

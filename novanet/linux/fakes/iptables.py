@@ -84,7 +84,7 @@ class FakeIptables:
         lines.append("COMMIT")
         return "\n".join(lines) + "\n"
 
-    def restore(self, table: str, text: str) -> list[RuleHandle] | None:
+    def restore(self, table: str, text: str, learn: bool = True) -> list[RuleHandle] | None:
         self.restores.append((table, text))
         cmd = ["iptables-restore", "-w", "--noflush"]
         self._added = []
@@ -99,7 +99,7 @@ class FakeIptables:
                 f"iptables-restore v1.8.9 (fake): {message}\nError occurred at line: {number}\n",
             )
             raise restore_error(error, text) from None
-        return list(self._added) if self._handles_enabled else None
+        return list(self._added) if learn and self._handles_enabled else None
 
     def token(self) -> Hashable | None:
         return self.generation
@@ -120,7 +120,7 @@ class FakeIptables:
         self.dumps += 1
         return [RuleHandle(chain, handle, _chain_target(text)) for handle, text in rules]
 
-    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> None:
+    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
         self.deletions.append((table, batch))
         if not self._handles_enabled:
             raise HandleError(errno.EOPNOTSUPP, "no handles")
@@ -142,6 +142,7 @@ class FakeIptables:
             raise HandleError(errno.EBUSY, str(exc.args[0])) from None
         self._tables = work
         self.generation += 1
+        return self.generation
 
     def close(self) -> None:
         pass

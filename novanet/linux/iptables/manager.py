@@ -59,6 +59,8 @@ from novanet.linux.iptables.view import (
 )
 
 LOG = logging.getLogger(__name__)
+# Restores appending more rules than this learn no handles from the kernel.
+LEARN_AT_MOST = 500
 
 
 class IptablesManager:
@@ -210,8 +212,10 @@ class IptablesManager:
         changes = {name: table.take_changes() for name, table in self.ipv4.items()}
         if not any(changes.values()) and all(v.synced for v in self._views.values()):
             return [], False
-        before = self.runner.token()
         report: list[str] = []
+        if self._guarded_deletion(changes, report):
+            return report, False
+        before = self.runner.token()
         restores = 0
         read = False
         for name in self.ipv4:
@@ -232,6 +236,38 @@ class IptablesManager:
                 read = True
         self._settle(before, restores)
         return report, read
+
+    def _guarded_deletion(self, changes: dict[str, Changes], report: list[str]) -> bool:
+        """Apply a change that only deletes rules of known handles, without any probe.
+
+        The batch carries the token all views were settled at, and nf_tables
+        refuses it if anybody committed since: the probe would say nothing
+        more. Returns False (nothing done) when the normal path must run.
+        """
+        changed = [name for name, table_changes in changes.items() if table_changes]
+        tokens = {view.token for view in self._views.values()}
+        if len(changed) != 1 or len(tokens) != 1 or None in tokens:
+            return False
+        name = changed[0]
+        view = self._views[name]
+        if changes[name].shared or not all(v.synced for v in self._views.values()):
+            return False
+        with self._failing_unsyncs(name):
+            plan, new = plan_changes(changes[name], view, self.naming)
+        if plan.by_handle is None:
+            return False
+        try:
+            after = self.runner.delete_by_handle(name, plan.by_handle, view.token)
+        except StaleGeneration:
+            return False  # the normal path probes, then reads
+        except HandleError as exc:
+            LOG.info("iptables %s: %s; reading the handles again", name, exc)
+            self._views[name] = forget_handles(view)
+            return False
+        self._views[name] = new
+        self._views = {other: settle(v, after) for other, v in self._views.items()}
+        report.extend(f"{name}: {line}" for line in plan.report)
+        return True
 
     def _change(self, name: str, changes: Changes, report: list[str]) -> int | None:
         """The change path for one table: restores run, or None if it must be read."""
@@ -307,7 +343,11 @@ class IptablesManager:
         report.extend(f"{plan.table}: {line}" for line in plan.report)
         if plan.empty():
             return None
-        return self.runner.restore(plan.table, plan.render())
+        # The kernel's report of thousands of new rules would overflow the
+        # socket anyway (and cost it time to build): handles of a chain
+        # rewritten whole are dumped once, when a deletion needs them.
+        appended = sum(len(rules) for _, rules in plan.appends.values())
+        return self.runner.restore(plan.table, plan.render(), learn=appended <= LEARN_AT_MOST)
 
     @contextlib.contextmanager
     def _failing_unsyncs(self, name: str) -> Iterator[None]:

@@ -51,11 +51,11 @@ class Runner(Protocol):
     def save(self, table: str) -> str:
         """``iptables-save -t TABLE`` output."""
 
-    def restore(self, table: str, text: str) -> Sequence[RuleHandle] | None:
+    def restore(self, table: str, text: str, learn: bool = True) -> Sequence[RuleHandle] | None:
         """``iptables-restore -w --noflush`` of ``text``; raises IptablesRestoreError.
 
-        Returns the rules the kernel reported added, in order, when it is
-        certain they are exactly this restore's (None otherwise).
+        With ``learn``, returns the rules the kernel reported added, in order,
+        when it is certain they are exactly this restore's (None otherwise).
         """
 
     def token(self) -> Hashable | None:
@@ -73,8 +73,12 @@ class Runner(Protocol):
     def rule_handles(self, table: str, chain: str) -> Sequence[RuleHandle] | None:
         """The rules of ``chain`` with their handles, in order (None: not available)."""
 
-    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> None:
-        """One transaction; StaleGeneration if anybody committed since ``token``; HandleError."""
+    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
+        """One transaction, refused (StaleGeneration) if anybody committed since ``token``.
+
+        Returns the token after it (the batch was the next commit); raises
+        HandleError if nf_tables refused it for another reason.
+        """
 
     def close(self) -> None:
         """Release sockets."""
@@ -178,8 +182,8 @@ class IptablesRunner:
         out, _ = self._run([self._save_cmd, "-t", table])
         return out
 
-    def restore(self, table: str, text: str) -> list[RuleHandle] | None:
-        nft = self._nft if self.handles() else None
+    def restore(self, table: str, text: str, learn: bool = True) -> list[RuleHandle] | None:
+        nft = self._nft if learn and self.handles() else None
         watching = False
         if nft is not None:
             try:
@@ -227,7 +231,7 @@ class IptablesRunner:
             LOG.info("cannot read the rule handles of %s (%s)", chain, exc)
             return None
 
-    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> None:
+    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
         if self._nft is None or not isinstance(token, int):
             raise HandleError(0, "rule handles are not available")
         try:
@@ -236,6 +240,9 @@ class IptablesRunner:
             raise
         except OSError as exc:
             raise HandleError(exc.errno or 0, str(exc)) from None
+        # Accepted at generation ``token`` under nf_tables' commit mutex: our
+        # batch was the very next commit.
+        return (token + 1) & 0xFFFFFFFF
 
     def token(self) -> Hashable | None:
         canary = self._get_canary()
