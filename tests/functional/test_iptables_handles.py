@@ -75,10 +75,11 @@ def test_nft_removal_is_one_deletion_by_handle(netns: netns_lib.Namespace) -> No
     mgr.apply()
     assert runner.counts == {"restore": 0, "dump": 0, "delete": 1, "refused": 0}
     mgr.close()
-    # A restarted agent finds everything in place: it writes nothing, so
-    # it learns no handle; the first removal dumps nova-compute-local once.
+    # A restarted agent finds everything in place: it writes nothing, so the
+    # kernel reports no handle; it reads those of nova-compute-local once.
     runner = CountingRunner(netns, "nft")
     mgr = host(runner)
+    assert runner.counts == {"restore": 0, "dump": 1, "delete": 0, "refused": 0}
     remove_instance(mgr, 20)
     mgr.apply()
     remove_instance(mgr, 30)

@@ -46,6 +46,8 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 # struct nlattr type bits that are flags (NLA_F_NESTED, NLA_F_NET_BYTEORDER)
 _NLA_TYPE_MASK = 0x3FFF
 _HEADER = struct.Struct("=IHHII")
+# NFTA_EXPR_NAME "immediate": length 14, type 1, the name, padding to 16.
+_IMMEDIATE = struct.pack("=HH", 14, 1) + b"immediate\0\0\0"
 
 
 class StaleGeneration(Exception):
@@ -87,20 +89,23 @@ def _string(data: bytes, span: tuple[int, int]) -> str:
 
 
 def _jump_target(data: bytes, span: tuple[int, int]) -> str | None:
-    """The chain an ``immediate`` verdict of NFTA_RULE_EXPRESSIONS jumps or goes to."""
-    start, end = span
-    while start + 4 <= end:
-        length, _ = struct.unpack_from("=HH", data, start)
-        if length < 4:
-            break
-        expr = _attrs(data, start + 4, start + length)  # NFTA_EXPR_NAME, NFTA_EXPR_DATA
-        if 1 in expr and 2 in expr and _string(data, expr[1]) == "immediate":
-            verdict = _attrs(data, *_attrs(data, *expr[2]).get(2, (0, 0)))  # IMMEDIATE_DATA
-            chain = _attrs(data, *verdict.get(2, (0, 0))).get(2)  # DATA_VERDICT, VERDICT_CHAIN
-            if chain is not None:
-                return _string(data, chain)
-        start += (length + 3) & ~3
-    return None
+    """The chain an ``immediate`` verdict of NFTA_RULE_EXPRESSIONS jumps or goes to.
+
+    The expression is found by its NFTA_EXPR_NAME attribute (the kernel puts
+    it first in each expression) with one C-level search: decoding every
+    expression of 5,000 rules in Python costs 100 ms.
+    """
+    found = data.find(_IMMEDIATE, span[0], span[1])
+    if found < 0:
+        return None
+    start = found + len(_IMMEDIATE)  # NFTA_EXPR_DATA follows the (aligned) name
+    length, kind = struct.unpack_from("=HH", data, start)
+    if kind & _NLA_TYPE_MASK != 2:
+        return None
+    value = _attrs(data, start + 4, start + length).get(2)  # NFTA_IMMEDIATE_DATA
+    verdict = _attrs(data, *value).get(2) if value else None  # NFTA_DATA_VERDICT
+    chain = _attrs(data, *verdict).get(2) if verdict else None  # NFTA_VERDICT_CHAIN
+    return None if chain is None else _string(data, chain)
 
 
 def _rule(data: bytes, offset: int, length: int) -> tuple[int, str, RuleHandle] | None:
