@@ -253,6 +253,9 @@ class IptablesManager:
         view = self._views[name]
         if changes[name].shared or not all(v.synced for v in self._views.values()):
             return False
+        for chain, rules in changes[name].chains.items():
+            if rules is not None and len(rules) >= len(view.chains.get(chain, ())):
+                return False  # something is added: not for this path
         with self._failing_unsyncs(name):
             plan, new = plan_changes(changes[name], view, self.naming)
         if plan.by_handle is None:

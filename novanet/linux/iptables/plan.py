@@ -279,8 +279,9 @@ def plan_changes(changes: Changes, view: KernelView, naming: Naming) -> tuple[Pl
         else:
             plan.report.append(write_chain(plan, chain, old, new, view.handles.get(chain)))
     check_targets(plan, chains, naming)
-    touched = {chain for chain, _, _ in edits}
-    kept = {chain: h for chain, h in view.handles.items() if chain not in touched}
+    kept = dict(view.handles)  # C-level copy: 5,000 chains have handles
+    for chain, _, _ in edits:
+        kept.pop(chain, None)
     return plan, view.replace(chains=chains, handles=kept)
 
 
