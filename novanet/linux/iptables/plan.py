@@ -46,6 +46,10 @@ from novanet.linux.iptables.view import Changes, KernelView
 # Chains up to this size are rewritten rather than edited in place: a few
 # -A lines cost less than the rule cache iptables-nft loads for -D/-I.
 SMALL_CHAIN = 32
+# At most this many deletions by handle in one batch: nf_tables acknowledges
+# each, and a few hundred acknowledgements fill a netlink socket's default
+# receive buffer (a bigger removal, e.g. a resync, goes by iptables-restore).
+MAX_BATCH = 200
 
 Appends = dict[str, tuple[tuple[int, ...], tuple[str, ...]]]
 
@@ -316,4 +320,7 @@ def _by_handle(
         handles[chain] = kept + known[start:]
     if wants or not edits:
         return None, handles, wants
-    return HandleBatch(tuple(flush), tuple(rules), tuple(flush)), handles, []
+    batch = HandleBatch(tuple(flush), tuple(rules), tuple(flush))
+    if len(batch) > MAX_BATCH:
+        return None, handles, []
+    return batch, handles, []

@@ -6,7 +6,7 @@ import pytest
 
 from novanet.linux.iptables.names import Naming
 from novanet.linux.iptables.parse import TableDump
-from novanet.linux.iptables.plan import HandleBatch, deleted_indexes, plan_changes
+from novanet.linux.iptables.plan import MAX_BATCH, HandleBatch, deleted_indexes, plan_changes
 from novanet.linux.iptables.sync import plan_sync
 from novanet.linux.iptables.view import (
     Changes,
@@ -72,6 +72,12 @@ def test_several_deletions_anywhere_in_a_chain_are_one_batch() -> None:
     assert plan.by_handle is not None
     assert [h for _, h in plan.by_handle.rules] == [view.handles[LOCAL][k] for k in (3, 60, 99)]
     assert len(new.handles[LOCAL]) == 97
+
+
+def test_a_big_deletion_is_restore_text() -> None:
+    view = compute_view(300)
+    plan, _ = plan_changes(changes({inst(i): None for i in range(MAX_BATCH)}), view, NAMING)
+    assert plan.by_handle is None and len(plan.delete) == MAX_BATCH
 
 
 def test_without_handles_a_removal_is_restore_text_and_asks_for_them() -> None:
