@@ -24,7 +24,12 @@ import shlex
 from collections.abc import Hashable, Sequence
 
 from novanet.exception import ProcessExecutionError
-from novanet.linux.iptables.names import BUILTIN_CHAINS, MAX_CHAIN_NAME, jump_target
+from novanet.linux.iptables.names import (
+    BUILTIN_CHAINS,
+    MAX_CHAIN_NAME,
+    is_target_extension,
+    jump_target,
+)
 from novanet.linux.iptables.nftnl import HandleError, StaleGeneration
 from novanet.linux.iptables.plan import HandleBatch
 from novanet.linux.iptables.runner import restore_error
@@ -356,4 +361,4 @@ class FakeIptables:
 def _chain_target(text: str) -> str | None:
     """What nf_tables reports as a rule's target: only a jump or goto to a chain."""
     target = jump_target(text)
-    return None if target is None or _TARGET_RE.match(target) else target
+    return None if target is None or is_target_extension(target) else target

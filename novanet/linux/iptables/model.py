@@ -21,7 +21,13 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 
-from novanet.linux.iptables.names import BUILTIN_CHAINS, Naming, check_chain_name, jump_target
+from novanet.linux.iptables.names import (
+    BUILTIN_CHAINS,
+    Naming,
+    check_chain_name,
+    is_target_extension,
+    jump_target,
+)
 from novanet.linux.iptables.normalise import normalise_rule
 from novanet.linux.iptables.view import Changes, Desired
 
@@ -47,9 +53,9 @@ class IptablesTable:
         self._top: Counter[str] = Counter()
         # chain -> rule text -> count: duplicate checks without scanning.
         self._counts: dict[str, Counter[str]] = {}
-        # target chain -> chain -> texts of the rules jumping there, so that
+        # target chain -> (chain, text) of the rules jumping there, so that
         # removing one of 5,000 instance chains finds its jump without a scan.
-        self._jumps: dict[str, dict[str, Counter[str]]] = {}
+        self._jumps: dict[str, Counter[tuple[str, str]]] = {}
         self._changed: set[str] = set()
         self._shared_changed = False
 
@@ -89,10 +95,18 @@ class IptablesTable:
             else:
                 LOG.warning("iptables %s: no chain %s to remove", self.name, full)
                 return
-            for chain, texts in list(self._jumps.get(full, {}).items()):
-                for text, count in list(texts.items()):
-                    for _ in range(count):
-                        self._delete(chain, text)
+            if is_target_extension(full):  # not indexed (see _link): scan
+                jumps = Counter(
+                    (chain, rule)
+                    for chain, rules in (*self._chains.items(), *self._shared.items())
+                    for rule in rules
+                    if jump_target(rule) == full
+                )
+            else:
+                jumps = self._jumps.get(full, Counter())
+            for (chain, text), count in list(jumps.items()):
+                for _ in range(count):
+                    self._delete(chain, text)
 
     def has_chain(self, name: str, wrap: bool = True) -> bool:
         with self._lock:
@@ -225,8 +239,9 @@ class IptablesTable:
     def _link(self, chain: str, rule: str) -> None:
         self._counts.setdefault(chain, Counter())[rule] += 1
         target = jump_target(rule)
-        if target is not None:
-            self._jumps.setdefault(target, {}).setdefault(chain, Counter())[rule] += 1
+        # -j ACCEPT, -j DROP... are most rules: not indexed, no chain of that name.
+        if target is not None and not is_target_extension(target):
+            self._jumps.setdefault(target, Counter())[chain, rule] += 1
 
     def _unlink(self, chain: str, rule: str) -> None:
         counts = self._counts.get(chain)
@@ -235,16 +250,11 @@ class IptablesTable:
             if counts[rule] <= 0:
                 del counts[rule]
         target = jump_target(rule)
-        if target is None:
+        jumps = None if target is None else self._jumps.get(target)  # absent for ACCEPT...
+        if target is None or jumps is None:
             return
-        by_chain = self._jumps.get(target)
-        texts = None if by_chain is None else by_chain.get(chain)
-        if by_chain is None or texts is None:
-            return
-        texts[rule] -= 1
-        if texts[rule] <= 0:
-            del texts[rule]
-        if not texts:
-            del by_chain[chain]
-        if not by_chain:
+        jumps[chain, rule] -= 1
+        if jumps[chain, rule] <= 0:
+            del jumps[chain, rule]
+        if not jumps:
             del self._jumps[target]

@@ -26,16 +26,13 @@ A view holds:
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from novanet.linux.iptables.names import jump_target
+from novanet.linux.iptables.names import is_target_extension, jump_target
 
 Chains = Mapping[str, tuple[str, ...]]
-# ACCEPT, DROP, RETURN and extension targets (SNAT, LOG...) are upper case.
-_BUILTIN_TARGET_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
 class RuleHandle(NamedTuple):
@@ -201,7 +198,7 @@ def _matches(reported: Sequence[RuleHandle], rules: Sequence[str]) -> bool:
         # nf_tables reports a chain for -j/-g CHAIN only; ACCEPT, DROP and
         # extension targets (SNAT, LOG...) are verdicts or target expressions.
         target = jump_target(text)
-        chain_like = target is not None and not _BUILTIN_TARGET_RE.match(target)
+        chain_like = target is not None and not is_target_extension(target)
         if rule.target != (target if chain_like else rule.target) or (
             rule.target is not None and rule.target != target
         ):
