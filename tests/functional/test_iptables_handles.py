@@ -55,9 +55,7 @@ def host(runner: CountingRunner, tables: Sequence[str] = ("filter", "nat")) -> I
 
 
 def expected_local(ids: Sequence[int]) -> list[str]:
-    return [
-        f"-A nova-compute-local -d {INSTANCES[i]}/32 -j nova-compute-inst-{i}" for i in ids
-    ]
+    return [f"-A nova-compute-local -d {INSTANCES[i]}/32 -j nova-compute-inst-{i}" for i in ids]
 
 
 def local_of(ns: netns_lib.Namespace, backend: str) -> list[str]:
@@ -147,21 +145,18 @@ def test_mangle_and_raw_tables_are_managed_and_repaired(
     mangle = listing(netns, backend, "mangle")
     assert "-A POSTROUTING -j nova-network-POSTROUTING" in mangle
     assert (
-        "-A nova-network-POSTROUTING -o br100 -p udp -m udp --dport 68 "
-        "-j CHECKSUM --checksum-fill"
+        "-A nova-network-POSTROUTING -o br100 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill"
     ) in mangle
     assert "-A PREROUTING -j nova-network-PREROUTING" in listing(netns, backend, "raw")
-    assert (
-        "-A nova-network-PREROUTING -p udp -m udp --dport 4789 -j NOTRACK"
-        in listing(netns, backend, "raw")
+    assert "-A nova-network-PREROUTING -p udp -m udp --dport 4789 -j NOTRACK" in listing(
+        netns, backend, "raw"
     )
     assert mgr.check_and_repair() == []
     # The change probe watches mangle too (legacy: its shape changes).
     netns.run([f"iptables-{backend}", "-w", "-t", "mangle", "-F", "nova-network-POSTROUTING"])
     assert mgr.check_and_repair() != []
     assert (
-        "-A nova-network-POSTROUTING -o br100 -p udp -m udp --dport 68 "
-        "-j CHECKSUM --checksum-fill"
+        "-A nova-network-POSTROUTING -o br100 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill"
     ) in listing(netns, backend, "mangle")
     assert mgr.check_and_repair() == []
     mgr.close()

@@ -223,7 +223,7 @@ class IptablesRunner:
         return self._handles
 
     def rule_handles(self, table: str, chain: str) -> list[RuleHandle] | None:
-        if self._nft is None or not self.handles():
+        if not self.handles() or self._nft is None:
             return None
         try:
             return self._nft.rules(table, chain)
