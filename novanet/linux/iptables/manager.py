@@ -251,7 +251,9 @@ class IptablesManager:
             return False
         name = changed[0]
         view = self._views[name]
-        if changes[name].shared or not all(v.synced for v in self._views.values()):
+        if not view.handles or changes[name].shared:
+            return False
+        if not all(v.synced for v in self._views.values()):
             return False
         for chain, rules in changes[name].chains.items():
             if rules is not None and len(rules) >= len(view.chains.get(chain, ())):
