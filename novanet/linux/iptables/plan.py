@@ -35,6 +35,7 @@ Quirks this relies on (iptables 1.8.9, nft and legacy alike):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from itertools import compress, count
@@ -294,33 +295,35 @@ def _by_handle(
 ) -> tuple[HandleBatch | None, dict[str, tuple[int, ...]], list[str]]:
     """The edits as deletions by handle if they only delete; else the chains lacking handles."""
     flush: list[str] = []
-    rules: list[tuple[str, int]] = []
-    handles = dict(view.handles)
+    gone_by_chain: dict[str, list[int]] = {}
     wants: list[str] = []
     for chain, old, new in edits:
         if old is None:
-            return None, handles, []
+            return None, {}, []
         if new is None:
             flush.append(chain)
-            handles.pop(chain, None)
             continue
         gone = deleted_indexes(old, new)
         if gone is None:
-            return None, handles, []
+            return None, {}, []
         known = view.handles.get(chain)
         if known is None or len(known) != len(old):
             wants.append(chain)
-            continue
+        else:
+            gone_by_chain[chain] = gone
+    if wants or not edits or len(flush) * 2 + sum(map(len, gone_by_chain.values())) > MAX_BATCH:
+        return None, {}, wants
+    handles = dict(view.handles)
+    rules: list[tuple[str, int]] = []
+    for chain, gone in gone_by_chain.items():
+        known = handles[chain]
         rules += [(chain, known[index]) for index in gone]
-        kept: tuple[int, ...] = ()
-        start = 0
-        for index in gone:
-            kept += known[start:index]
-            start = index + 1
-        handles[chain] = kept + known[start:]
-    if wants or not edits:
-        return None, handles, wants
-    batch = HandleBatch(tuple(flush), tuple(rules), tuple(flush))
-    if len(batch) > MAX_BATCH:
-        return None, handles, []
-    return batch, handles, []
+        if len(gone) == 1:  # one instance removed: two C-level slices
+            handles[chain] = known[: gone[0]] + known[gone[0] + 1 :]
+            continue
+        ends = zip([-1, *gone], [*gone, len(known)], strict=True)
+        pieces = [known[start + 1 : end] for start, end in ends]
+        handles[chain] = tuple(itertools.chain.from_iterable(pieces))
+    for chain in flush:
+        handles.pop(chain, None)
+    return HandleBatch(tuple(flush), tuple(rules), tuple(flush)), handles, []
