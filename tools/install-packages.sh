@@ -13,6 +13,9 @@ declare -A wanted=(
     [tcpdump]=tcpdump
     [ping]=iputils-ping
     [nsenter]=util-linux
+    # Only bench/iptables_breakdown.py runs it (the nft program's own cost of
+    # a deletion by handle); novanet itself talks netlink (nftnl.py).
+    [nft]=nftables
 )
 missing=()
 for program in "${!wanted[@]}"; do
