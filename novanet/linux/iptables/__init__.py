@@ -4,7 +4,8 @@
 - view.py: :class:`KernelView`, what the manager knows the kernel holds, and
   the pure functions that learn spellings and rule handles into it;
 - plan.py / sync.py: pure planners ``(desired, view[, dump]) -> (plan, view)``;
-- manager.py: :class:`IptablesManager`, the applier (lock, probe, plan, run, swap);
+- manager.py: :class:`IptablesManager`, the applier (lock, probe, plan, run,
+  swap), with reread.py (reading the kernel again to learn spellings, handles);
 - runner.py, canary.py, nftnl.py: iptables-save/-restore, the change probe,
   nf_tables rule handles over netlink.
 """

@@ -26,7 +26,8 @@ it under one lock:
   a failure the table is read before the next write;
 - full_sync / check_and_repair read and converge; after a sync that wrote
   rules never seen in a dump, the tables are read once more to learn how
-  iptables spells them (learn_spellings).
+  iptables spells them, and full_sync reads the handles of big chains
+  (reread.py).
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ from collections.abc import Hashable, Iterator, Sequence
 from oslo_config import cfg
 
 from novanet.exception import ProcessExecutionError
-from novanet.linux.iptables.model import IptablesTable
-from novanet.linux.iptables.names import WRAPPED_BUILTINS, Naming
+from novanet.linux.iptables.model import IptablesTable, declare_defaults
+from novanet.linux.iptables.names import Naming
 from novanet.linux.iptables.nftnl import HandleError, StaleGeneration
 from novanet.linux.iptables.parse import parse_save
-from novanet.linux.iptables.plan import SMALL_CHAIN, Plan, plan_changes
+from novanet.linux.iptables.plan import Plan, plan_changes
+from novanet.linux.iptables.reread import read_handles, reread_spellings
 from novanet.linux.iptables.runner import IptablesRunner, Runner
 from novanet.linux.iptables.sync import plan_sync
 from novanet.linux.iptables.view import (
@@ -54,7 +56,6 @@ from novanet.linux.iptables.view import (
     adopt_handles,
     forget_handles,
     learn_handles,
-    learn_spellings,
     settle,
 )
 
@@ -97,7 +98,7 @@ class IptablesManager:
         self._complete = False
         runner.watch(list(tables))
         for table in self.ipv4.values():
-            _declare_defaults(table, self.naming)
+            declare_defaults(table, self.naming)
 
     @classmethod
     def from_conf(
@@ -165,7 +166,7 @@ class IptablesManager:
             token = self.runner.token()
             trusted = all(view.current(token) for view in self._views.values())
             report = self._sync(token, list(self.ipv4), trusted)
-            self._read_handles()
+            self._views = read_handles(self.runner, self._views)
             for line in report:
                 LOG.info("iptables full sync: %s", line)
             return report
@@ -317,7 +318,11 @@ class IptablesManager:
                 unverified[name] = desired
         self._settle(before, restores)
         if unverified:
-            self._learn_spellings(unverified)
+            views = reread_spellings(self.runner, self._views, unverified)
+            if views is None:  # somebody wrote meanwhile
+                self._settle(None, 0)
+            else:
+                self._views = views
         return report
 
     def _sync_table(
@@ -375,65 +380,3 @@ class IptablesManager:
         self._views = {
             name: settle(view, after if own else None) for name, view in self._views.items()
         }
-
-    def _read_handles(self) -> None:
-        """Read the handles of our big chains once at start (a sync learns none of them).
-
-        So that removing the first instance costs what removing any other
-        does (at 5,000 instances, reading nova-compute-local takes 50-100 ms).
-        """
-        token = self.runner.token()
-        if token is None or not self.runner.handles():
-            return
-        for name, view in self._views.items():
-            if view.token != token:
-                continue
-            for chain, rules in view.chains.items():
-                if len(rules) > SMALL_CHAIN and chain not in view.handles:
-                    dumped = self.runner.rule_handles(name, chain)
-                    if dumped is not None:
-                        view = adopt_handles(view, chain, dumped)
-            if self.runner.token() != token:
-                return  # somebody wrote meanwhile: what we read may not be the view's
-            self._views[name] = view
-
-    def _learn_spellings(self, tables: dict[str, Desired]) -> None:
-        """Adopt the kernel's text for rules our normaliser spelled differently.
-
-        Without this, a rule iptables prints in a way normalise.py does not
-        predict would look changed on every check and be rewritten forever.
-        Only done when nobody else wrote since our restore, so the difference
-        can only be iptables' own spelling.
-        """
-        token = self.runner.token()
-        if token is None or any(self._views[name].token != token for name in tables):
-            return
-        dumps = {name: parse_save(self.runner.save(name), name) for name in tables}
-        if self.runner.token() != token:
-            self._settle(None, 0)
-            return
-        for name, desired in tables.items():
-            view, learned = learn_spellings(desired, self._views[name], dumps[name].chains)
-            for line in learned:
-                LOG.warning("%s; using its spelling", line)
-            self._views[name] = view
-
-
-def _declare_defaults(table: IptablesTable, naming: Naming) -> None:
-    """The wrapped built-ins, local/snat chains and the shared jumps, as nova."""
-    for builtin in WRAPPED_BUILTINS[table.name]:
-        table.add_chain(builtin)
-        table.add_rule(builtin, f"-j {naming.wrap(builtin)}", wrap=False)
-    if table.name == "filter":
-        table.add_chain("local")
-        table.add_chain(naming.filter_top, wrap=False)
-        table.add_rule("FORWARD", f"-j {naming.filter_top}", wrap=False)
-        table.add_rule("OUTPUT", f"-j {naming.filter_top}", wrap=False)
-        table.add_rule(naming.filter_top, "-j $local", wrap=False)
-    elif table.name == "nat":
-        table.add_chain("snat")
-        table.add_chain("float-snat")
-        table.add_rule("snat", "-j $float-snat")
-        table.add_chain(naming.postrouting_bottom, wrap=False)
-        table.add_rule("POSTROUTING", f"-j {naming.postrouting_bottom}", wrap=False)
-        table.add_rule(naming.postrouting_bottom, "-j $snat", wrap=False)

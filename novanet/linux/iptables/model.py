@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from novanet.linux.iptables.names import (
     BUILTIN_CHAINS,
+    WRAPPED_BUILTINS,
     Naming,
     check_chain_name,
     is_target_extension,
@@ -258,3 +259,23 @@ class IptablesTable:
             del jumps[chain, rule]
         if not jumps:
             del self._jumps[target]
+
+
+def declare_defaults(table: IptablesTable, naming: Naming) -> None:
+    """The wrapped built-ins, local/snat chains and the shared jumps, as nova."""
+    for builtin in WRAPPED_BUILTINS[table.name]:
+        table.add_chain(builtin)
+        table.add_rule(builtin, f"-j {naming.wrap(builtin)}", wrap=False)
+    if table.name == "filter":
+        table.add_chain("local")
+        table.add_chain(naming.filter_top, wrap=False)
+        table.add_rule("FORWARD", f"-j {naming.filter_top}", wrap=False)
+        table.add_rule("OUTPUT", f"-j {naming.filter_top}", wrap=False)
+        table.add_rule(naming.filter_top, "-j $local", wrap=False)
+    elif table.name == "nat":
+        table.add_chain("snat")
+        table.add_chain("float-snat")
+        table.add_rule("snat", "-j $float-snat")
+        table.add_chain(naming.postrouting_bottom, wrap=False)
+        table.add_rule("POSTROUTING", f"-j {naming.postrouting_bottom}", wrap=False)
+        table.add_rule(naming.postrouting_bottom, "-j $snat", wrap=False)
