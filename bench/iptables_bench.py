@@ -198,8 +198,8 @@ def _goals(rows: list[tuple[str, int, dict[str, float]]], repeat: int) -> None:
         return
     small, big = by[("nft", sizes[0])], by[("nft", sizes[-1])]
     print()
-    print(f"Machine: {machine()}; {_version()}. Medians of {repeat} runs ({NOVA_RUNS} of nova's "
-          "way), one namespace per size.")
+    print(f"Machine: {machine()}; {_version()}. Medians of {repeat} runs "
+          f"({min(repeat, NOVA_RUNS)} of nova's way), one namespace per size.")
     print()
     print(f"- add one instance at N = {sizes[-1]:,}, nft: {big['add']:.1f} ms "
           f"(goal <= 30 ms: {verdict(big['add'] <= 30)})")
