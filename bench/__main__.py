@@ -30,7 +30,7 @@ OUTPUT = ROOT / "BENCHMARKS.md"
 
 # name -> (module, title, arguments for a full run, arguments for --quick)
 BENCHES: dict[str, tuple[str, str, list[str], list[str]]] = {
-    "iptables": ("bench.iptables_bench", "iptables: adding one instance, nova vs novanet", [], ["--sizes", "10,1000", "--repeat", "3"]),
+    "iptables": ("bench.iptables_bench", "iptables: adding and removing one instance, nova vs novanet", [], ["--sizes", "10,1000", "--repeat", "3"]),
     "dnsmasq": ("bench.dnsmasq_bench", "dnsmasq: a new host answered, stalls, reloads per burst", [], ["--sizes", "10000", "--trials", "1"]),
     "ipam": ("bench.ipam_bench", "IPAM: allocations per second", [], ["--quick"]),
     "dhcpbridge": ("bench.dhcpbridge_bench", "dhcp-script: one add event", [], ["--events", "15"]),

@@ -1,13 +1,15 @@
 """Benchmark of the iptables manager against nova's apply strategy (root, namespaces).
 
-Run: sudo .venv/bin/python -m bench.iptables_bench [--sizes 10,1000,5000] [--repeat 5]
+Run: sudo .venv/bin/python -m bench.iptables_bench [--sizes 10,1000,5000] [--repeat 15]
 
 For each backend (nft, legacy) and size N (instance chains of 6 rules plus
 one jump each, as the seed's compute host), in a fresh namespace:
 
 - add: one more instance (new chain + its rules + one -A in nova-compute-local)
   through IptablesManager.apply(): model work + one iptables-restore --noflush;
-- remove: one instance (flush, -D of its jump, -X);
+- remove: one instance (its chain and its jump) through apply(): nft, by rule
+  handle in one netlink batch (full_sync read the handles it needs);
+  legacy, one iptables-restore;
 - nova: the same addition done nova's way: iptables-save of filter and nat,
   edit the text, iptables-restore of the whole dump;
 - check: check_and_repair() when nothing changed (the change probe only);
@@ -15,8 +17,10 @@ one jump each, as the seed's compute host), in a fresh namespace:
 - restart: a new manager declaring all N instances, then full_sync() against
   the already-correct kernel (what a compute agent restart costs).
 
-Prints a markdown table of medians in milliseconds. The machine's other load
-shows in the numbers: run it on a quiet host and repeat.
+For nft at the largest N it also measures where the time of a removal goes
+(bench/iptables_breakdown.py). Prints markdown tables of medians in
+milliseconds. The machine's other load shows in the numbers: run it on a
+quiet host and repeat.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from novanet.linux import processutils
 from novanet.linux.iptables import IptablesManager, IptablesRunner
 from tests.lib import netns as netns_lib
 
+NOVA_RUNS = 5
 INSTANCE_RULES = [
     "-m state --state INVALID -j DROP",
     "-m state --state ESTABLISHED,RELATED -j ACCEPT",
@@ -90,7 +95,9 @@ def nova_add(ns: str, backend: str, i: int) -> None:
         )
 
 
-def bench(backend: str, size: int, repeat: int, restart: bool) -> dict[str, float]:
+def bench(
+    backend: str, size: int, repeat: int, restart: bool, breakdown: bool
+) -> dict[str, float]:
     ns = netns_lib.create("bench")
     try:
         mgr = IptablesManager("compute", IptablesRunner(backend, netns=ns.name))
@@ -114,7 +121,7 @@ def bench(backend: str, size: int, repeat: int, restart: bool) -> dict[str, floa
                 mgr.apply()
 
             removes.append(timed(remove_one))
-        for i in ids:
+        for i in ids[:NOVA_RUNS]:  # seconds each at N = 5,000
 
             def nova_one(i: int = i) -> None:
                 nova_add(ns.name, backend, i)
@@ -133,6 +140,10 @@ def bench(backend: str, size: int, repeat: int, restart: bool) -> dict[str, floa
             check=statistics.median(checks),
             repair=repair,
         )
+        if breakdown:
+            from bench.iptables_breakdown import breakdown as measure
+
+            result.update(measure(mgr, ns.name, repeat))
         if restart:
             mgr.close()
             fresh = IptablesManager("compute", IptablesRunner(backend, netns=ns.name))
@@ -150,18 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,1000,5000")
     parser.add_argument("--backends", default="nft,legacy")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     rows = []
     for backend in args.backends.split(","):
         for size in sizes:
-            res = bench(backend, size, args.repeat, restart=size == max(sizes))
+            biggest = size == max(sizes)
+            res = bench(backend, size, args.repeat, biggest, biggest and backend == "nft")
             rows.append((backend, size, res))
             print(f"{backend} N={size}: {res}", file=sys.stderr)
     print(
-        "| backend | N | add one (ms) | remove one (ms) | nova add (ms) | nova / ours "
-        "| quiet check (ms) | repair (ms) | initial sync (ms) "
+        "| backend | N | add one (ms) | remove one (ms) "
+        "| nova add (ms) | nova / ours | quiet check (ms) | repair (ms) | initial sync (ms) "
         "| restart: declare + full_sync (ms) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -169,15 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         restart = f"{res['declare']:.0f} + {res['restart']:.0f}" if "restart" in res else ""
         print(
             f"| {backend} | {size:,} | {res['add']:.1f} | {res['remove']:.1f} | "
-            f"{res['nova']:.1f} | {res['nova'] / res['add']:.0f}x | {res['check']:.2f} | "
-            f"{res['repair']:.0f} | {res['initial']:.0f} | {restart} |"
+            f"{res['nova']:.1f} | {res['nova'] / res['add']:.0f}x | "
+            f"{res['check']:.2f} | {res['repair']:.0f} | {res['initial']:.0f} | {restart} |"
         )
-    _goals(rows)
+    _goals(rows, args.repeat)
     return 0
 
 
-def _goals(rows: list[tuple[str, int, dict[str, float]]]) -> None:
-    """Issue 6's goals for the largest size measured, nft, side by side with nova's way."""
+def _goals(rows: list[tuple[str, int, dict[str, float]]], repeat: int) -> None:
+    """Issue 6's and issue 17's goals for the largest size measured, nft."""
     from bench.common import machine, verdict
 
     by = {(backend, size): res for backend, size, res in rows}
@@ -186,7 +198,8 @@ def _goals(rows: list[tuple[str, int, dict[str, float]]]) -> None:
         return
     small, big = by[("nft", sizes[0])], by[("nft", sizes[-1])]
     print()
-    print(f"Machine: {machine()}; {_version()}. Medians of repeated runs, one namespace per size.")
+    print(f"Machine: {machine()}; {_version()}. Medians of {repeat} runs "
+          f"({min(repeat, NOVA_RUNS)} of nova's way), one namespace per size.")
     print()
     print(f"- add one instance at N = {sizes[-1]:,}, nft: {big['add']:.1f} ms "
           f"(goal <= 30 ms: {verdict(big['add'] <= 30)})")
@@ -195,6 +208,12 @@ def _goals(rows: list[tuple[str, int, dict[str, float]]]) -> None:
     speedup = big["nova"] / big["add"]
     print(f"- ... vs nova's save + full restore at N = {sizes[-1]:,}: {speedup:.0f}x faster "
           f"(goal >= 30x: {verdict(speedup >= 30)})")
+    print(f"- remove one instance at N = {sizes[-1]:,}, nft: {big['remove']:.1f} ms "
+          f"(goal <= 30 ms: {verdict(big['remove'] <= 30)})")
+    ratio = big["remove"] / small["remove"]
+    print(f"- ... vs N = {sizes[0]:,}: {ratio:.1f}x ({small['remove']:.2f} -> "
+          f"{big['remove']:.2f} ms; goal <= 3x: {verdict(ratio <= 3)})"
+          + ("" if ratio <= 3 else _why_not(big)))
     if "restart" in big:
         restart = (big["declare"] + big["restart"]) / 1000
         print(f"- agent restart at N = {sizes[-1]:,} (declare + full_sync against a correct kernel): "
@@ -203,9 +222,23 @@ def _goals(rows: list[tuple[str, int, dict[str, float]]]) -> None:
               "pings through a restart)")
     legacy = by.get(("legacy", sizes[-1]))
     if legacy:
-        print(f"- iptables-legacy at N = {sizes[-1]:,}: add {legacy['add']:.0f} ms, "
-              f"{legacy['nova'] / legacy['add']:.0f}x faster than nova's way (legacy replaces "
-              "the whole table in the kernel on every commit, so each add costs O(rules))")
+        print(f"- iptables-legacy at N = {sizes[-1]:,}: add {legacy['add']:.0f} ms, remove "
+              f"{legacy['remove']:.0f} ms, {legacy['nova'] / legacy['add']:.0f}x faster than nova's "
+              "way (no goal: legacy replaces the whole table in the kernel on every commit, so "
+              "each change costs O(rules))")
+    if "kernel_delete" in big:
+        from bench.iptables_breakdown import print_breakdown
+
+        print_breakdown(big, sizes[-1])
+
+
+def _why_not(big: dict[str, float]) -> str:
+    if "kernel_delete" not in big:
+        return ""
+    return (f": at N = 10 a removal is one netlink round trip (no process at all), while "
+            f"nf_tables itself rebuilds the rule blob of the chain it changes, O(rules of "
+            f"nova-compute-local): {big['kernel_delete']:.2f} of {big['manager_total']:.2f} ms "
+            "in the breakdown below")
 
 
 def _version() -> str:

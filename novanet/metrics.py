@@ -28,7 +28,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from novanet import __version__
 from novanet.linux.iptables.manager import IptablesManager
+from novanet.linux.iptables.plan import HandleBatch
 from novanet.linux.iptables.runner import Runner
+from novanet.linux.iptables.view import RuleHandle
 
 RPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -107,19 +109,22 @@ class _Timer:
 
 
 class MeteredRunner:
-    """An iptables Runner that times every restore (the manager's applies)."""
+    """An iptables Runner that times every write (restores and deletions by handle)."""
 
     def __init__(self, runner: Runner, metrics: Metrics) -> None:
         self.runner = runner
         self.backend = runner.backend
         self._restores = metrics.iptables_restores
 
+    def watch(self, tables: Sequence[str]) -> None:
+        self.runner.watch(tables)
+
     def save(self, table: str) -> str:
         return self.runner.save(table)
 
-    def restore(self, table: str, text: str) -> None:
+    def restore(self, table: str, text: str, learn: bool = True) -> Sequence[RuleHandle] | None:
         with self._restores.labels(table).time():
-            self.runner.restore(table, text)
+            return self.runner.restore(table, text, learn)
 
     def token(self) -> Hashable | None:
         return self.runner.token()
@@ -129,6 +134,16 @@ class MeteredRunner:
 
     def token_exact(self) -> bool:
         return self.runner.token_exact()
+
+    def handles(self) -> bool:
+        return self.runner.handles()
+
+    def rule_handles(self, table: str, chain: str) -> Sequence[RuleHandle] | None:
+        return self.runner.rule_handles(table, chain)
+
+    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
+        with self._restores.labels(table).time():
+            return self.runner.delete_by_handle(table, batch, token)
 
     def close(self) -> None:
         self.runner.close()

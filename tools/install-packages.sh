@@ -22,6 +22,9 @@ declare -A wanted=(
     # from kmod orders their modules)
     [qemu-system-x86_64]=qemu-system-x86
     [dpkg-deb]=dpkg
+    # Only bench/iptables_breakdown.py runs it (the nft program's own cost of
+    # a deletion by handle); novanet itself talks netlink (nftnl.py).
+    [nft]=nftables
 )
 missing=()
 for program in "${!wanted[@]}"; do

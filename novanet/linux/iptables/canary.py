@@ -41,7 +41,7 @@ IPT_SO_GET_INFO = 64
 _IPT_GETINFO_SIZE = 84  # name[32], valid_hooks, hook_entry[5], underflow[5], num_entries, size
 
 
-def _socket_in(netns: str | None, family: int, kind: int, proto: int) -> socket.socket:
+def probe_socket(netns: str | None, family: int, kind: int, proto: int) -> socket.socket:
     """A socket in ``netns``; a probe's failures are OSErrors (the runner then reads tables)."""
     try:
         return NamespaceFiles().socket(netns, family, kind, proto)
@@ -98,7 +98,7 @@ class NftGeneration:
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            sock = _socket_in(self._netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+            sock = probe_socket(self._netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
             sock.settimeout(5.0)
             sock.bind((0, 0))
             self._sock = sock
@@ -117,7 +117,7 @@ class LegacyTableShape:
         self._libc = ctypes.CDLL(None, use_errno=True)
 
     def token(self) -> tuple[tuple[int, ...] | None, ...]:
-        sock = _socket_in(self._netns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        sock = probe_socket(self._netns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         try:
             return tuple(self._info(sock.fileno(), table) for table in self._tables)
         finally:

@@ -1,4 +1,4 @@
-"""IptablesManager: nova's API, applied by changed chain instead of by whole dump.
+"""IptablesManager: nova's API over desired-state tables, applied by one small applier.
 
 Life cycle of a daemon::
 
@@ -11,12 +11,23 @@ Life cycle of a daemon::
         filt.add_rule("local", "-d 10.0.0.3/32 -j $inst-10")
     mgr.check_and_repair()                     # every iptables_check_interval seconds
 
-Bookkeeping: for every table the manager remembers what it last wrote to
-the kernel (``applied``) and, through the runner's change probe (canary.py),
-the ruleset token at which the kernel was known to match. While the token is
-unchanged, a change is planned from memory without reading the kernel
-(plan_changes); otherwise, and on full_sync/check_and_repair, the tables are
-read once and converged (plan_sync).
+Design (as Calico's felix): ``mgr.ipv4[name]`` (model.py) is desired state
+only, changed by callers of any thread. What the kernel holds is one
+immutable KernelView per table (view.py), owned by this object alone.
+Planning is pure (plan.py, sync.py, view.py); this module only sequences
+it under one lock:
+
+- apply: if the change probe (canary.py) still shows the token the view was
+  settled at, plan the changed chains from the view (plan_changes: no read);
+  otherwise read the table and converge (plan_sync). Deletions whose
+  nf_tables handles are known go as one netlink batch (nftnl.py), anything
+  else as one ``iptables-restore --noflush`` per table;
+- the new view is swapped in only when the kernel accepted the plan; after
+  a failure the table is read before the next write;
+- full_sync / check_and_repair read and converge; after a sync that wrote
+  rules never seen in a dump, the tables are read once more to learn how
+  iptables spells them, and full_sync reads the handles of big chains
+  (reread.py).
 """
 
 from __future__ import annotations
@@ -25,28 +36,32 @@ import contextlib
 import logging
 import threading
 from collections.abc import Hashable, Iterator, Sequence
-from dataclasses import dataclass, field
 
 from oslo_config import cfg
 
 from novanet.exception import ProcessExecutionError
-from novanet.linux.iptables.model import IptablesTable
-from novanet.linux.iptables.names import WRAPPED_BUILTINS, Naming, jump_target
+from novanet.linux.iptables.model import IptablesTable, declare_defaults
+from novanet.linux.iptables.names import Naming
+from novanet.linux.iptables.nftnl import HandleError, StaleGeneration
 from novanet.linux.iptables.parse import parse_save
-from novanet.linux.iptables.plan import Plan, plan_changes, plan_sync
+from novanet.linux.iptables.plan import Plan, plan_changes
+from novanet.linux.iptables.reread import read_handles, reread_spellings
 from novanet.linux.iptables.runner import IptablesRunner, Runner
+from novanet.linux.iptables.sync import plan_sync
+from novanet.linux.iptables.view import (
+    Changes,
+    Desired,
+    KernelView,
+    RuleHandle,
+    adopt_handles,
+    forget_handles,
+    learn_handles,
+    settle,
+)
 
 LOG = logging.getLogger(__name__)
-_MAX_VERIFIED = 200_000
-
-
-@dataclass
-class _Applied:
-    """What we believe the kernel holds of ours in one table."""
-
-    chains: dict[str, list[str]] = field(default_factory=dict)
-    shared: dict[str, list[str]] = field(default_factory=dict)
-    needs_sync: bool = True
+# Restores appending more rules than this learn no handles from the kernel.
+LEARN_AT_MOST = 500
 
 
 class IptablesManager:
@@ -76,21 +91,18 @@ class IptablesManager:
         self.naming = Naming(prefix, binary, top_regex, bottom_regex)
         self.runner = runner
         self.full_check_every = full_check_every
-        self._lock = threading.RLock()
-        self._aliases: dict[str, str] = {}
-        # Rule texts seen in the kernel exactly as the model spells them: a
-        # chain rewritten with only such rules needs no read-back.
-        self._verified: set[str] = set()
         self.ipv4: dict[str, IptablesTable] = {
-            name: IptablesTable(name, self.naming, self._lock, self._aliases) for name in tables
+            name: IptablesTable(name, self.naming) for name in tables
         }
-        self._applied = {name: _Applied() for name in tables}
+        self._views = {name: KernelView() for name in tables}
+        self._lock = threading.RLock()
         self._defer_depth = 0
-        self._clean: Hashable | None = None
-        self._authoritative = False
-        self._checks = 0
+        # Set by full_sync: the callers declared everything, so chains of
+        # this binary that the model lacks are stale and get deleted.
+        self._complete = False
+        runner.watch(list(tables))
         for table in self.ipv4.values():
-            self._declare_defaults(table)
+            declare_defaults(table, self.naming)
 
     @classmethod
     def from_conf(
@@ -111,6 +123,11 @@ class IptablesManager:
             top_regex=conf.iptables_top_regex,
             bottom_regex=conf.iptables_bottom_regex,
         )
+
+    def view(self, table: str) -> KernelView:
+        """What the manager knows of ``table`` in the kernel (an immutable value)."""
+        with self._lock:
+            return self._views[table]
 
     # -- applying -------------------------------------------------------------
 
@@ -156,8 +173,11 @@ class IptablesManager:
         deleted, here and by later checks.
         """
         with self._lock:
-            self._authoritative = True
-            report = self._sync(self.runner.token(), list(self.ipv4), verify=True)
+            self._complete = True
+            token = self.runner.token()
+            trusted = all(view.current(token) for view in self._views.values())
+            report = self._sync(token, list(self.ipv4), trusted)
+            self._views = read_handles(self.runner, self._views)
             for line in report:
                 LOG.info("iptables full sync: %s", line)
             return report
@@ -175,21 +195,22 @@ class IptablesManager:
             # chain whose rules come next): those are not drift. Apply them
             # first; if that had to read the tables, it already repaired.
             report, read = self._apply_locked()
-            if read:
-                for line in report:
-                    LOG.warning("iptables repair: %s", line)
-                return report
-            self._checks += 1
-            token = self.runner.token()
-            periodic = (
-                self.full_check_every > 0
-                and self._checks % self.full_check_every == 0
-                and not self.runner.token_exact()
-            )
-            quiet = token is not None and token == self._clean
-            if quiet and not (force or periodic):
-                return []
-            report = self._sync(token, list(self.ipv4), verify=True)
+            if not read:
+                token = self.runner.token()
+                views = self._views.values()
+                periodic = (
+                    self.full_check_every > 0
+                    and not self.runner.token_exact()
+                    and any(v.unread_checks + 1 >= self.full_check_every for v in views)
+                )
+                quiet = token is not None and all(view.current(token) for view in views)
+                if quiet and not (force or periodic):
+                    self._views = {
+                        name: view.replace(unread_checks=view.unread_checks + 1)
+                        for name, view in self._views.items()
+                    }
+                    return []
+                report = self._sync(token, list(self.ipv4), trusted=quiet)
             for line in report:
                 LOG.warning("iptables repair: %s", line)
             return report
@@ -199,90 +220,136 @@ class IptablesManager:
 
     # -- internals ------------------------------------------------------------
 
-    def _declare_defaults(self, table: IptablesTable) -> None:
-        """The wrapped built-ins, local/snat chains and the shared jumps, as nova."""
-        naming = self.naming
-        for builtin in WRAPPED_BUILTINS[table.name]:
-            table.add_chain(builtin)
-            table.add_rule(builtin, f"-j {naming.wrap(builtin)}", wrap=False)
-        if table.name == "filter":
-            table.add_chain("local")
-            table.add_chain(naming.filter_top, wrap=False)
-            table.add_rule("FORWARD", f"-j {naming.filter_top}", wrap=False)
-            table.add_rule("OUTPUT", f"-j {naming.filter_top}", wrap=False)
-            table.add_rule(naming.filter_top, "-j $local", wrap=False)
-        elif table.name == "nat":
-            table.add_chain("snat")
-            table.add_chain("float-snat")
-            table.add_rule("snat", "-j $float-snat")
-            table.add_chain(naming.postrouting_bottom, wrap=False)
-            table.add_rule("POSTROUTING", f"-j {naming.postrouting_bottom}", wrap=False)
-            table.add_rule(naming.postrouting_bottom, "-j $snat", wrap=False)
-
     def _apply_locked(self) -> tuple[list[str], bool]:
-        """Apply pending changes; returns (what was done, whether the tables were read)."""
-        names = [n for n, t in self.ipv4.items() if t.has_pending() or self._applied[n].needs_sync]
-        if not names:
+        """Apply pending changes; returns (what was done, whether tables were read)."""
+        changes = {name: table.take_changes() for name, table in self.ipv4.items()}
+        if not any(changes.values()) and all(v.synced for v in self._views.values()):
             return [], False
-        before = self.runner.token()
-        if before is not None and before != self._clean:
-            # Somebody else committed since our last write: our memory of
-            # the kernel may be stale. Read and converge every table.
-            return self._sync(before, list(self.ipv4), verify=False), True
         report: list[str] = []
+        if self._guarded_deletion(changes, report):
+            return report, False
+        before = self.runner.token()
         restores = 0
         read = False
-        for name in names:
-            table, applied = self.ipv4[name], self._applied[name]
-            changed, shared_changed = table.pending()
-            if applied.needs_sync or shared_changed:
-                # Our rules in shared chains sit among other daemons' rules:
-                # their positions need a fresh read.
-                restores += self._sync_table(name, report)[0]
+        for name in self.ipv4:
+            with self._failing_unsyncs(name):
+                trusted = self._views[name].current(before)
+                if trusted and not changes[name].shared:
+                    if not changes[name].chains:
+                        continue
+                    done = self._change(name, changes[name], report)
+                    if done is not None:
+                        restores += done
+                        continue
+                    trusted = False
+                # Somebody else committed since our last write (or our last
+                # write failed, or our rules in shared chains changed, whose
+                # positions among other daemons' rules need a fresh read).
+                restores += self._sync_table(name, report, trusted)[0]
                 read = True
-                continue
-            plan = plan_changes(name, table.owned(), applied.chains, changed)
-            restores += self._run_plan(plan, report)
-            for chain in changed:
-                if chain in table.owned():
-                    applied.chains[chain] = list(table.owned()[chain])
-                else:
-                    applied.chains.pop(chain, None)
-            table.clear_pending(changed, shared=False)
         self._settle(before, restores)
         return report, read
 
-    def _sync(self, before: Hashable | None, names: list[str], verify: bool) -> list[str]:
+    def _guarded_deletion(self, changes: dict[str, Changes], report: list[str]) -> bool:
+        """Apply a change that only deletes rules of known handles, without any probe.
+
+        The batch carries the token all views were settled at, and nf_tables
+        refuses it if anybody committed since: the probe would say nothing
+        more. Returns False (nothing done) when the normal path must run.
+        """
+        changed = [name for name, table_changes in changes.items() if table_changes]
+        tokens = {view.token for view in self._views.values()}
+        if len(changed) != 1 or len(tokens) != 1 or None in tokens:
+            return False
+        name = changed[0]
+        view = self._views[name]
+        if not view.handles or changes[name].shared:
+            return False
+        if not all(v.synced for v in self._views.values()):
+            return False
+        for chain, rules in changes[name].chains.items():
+            if rules is not None and len(rules) >= len(view.chains.get(chain, ())):
+                return False  # something is added: not for this path
+        with self._failing_unsyncs(name):
+            plan, new = plan_changes(changes[name], view, self.naming)
+        if plan.by_handle is None:
+            return False
+        try:
+            after = self.runner.delete_by_handle(name, plan.by_handle, view.token)
+        except StaleGeneration:
+            return False  # the normal path probes, then reads
+        except HandleError as exc:
+            LOG.info("iptables %s: %s; reading the handles again", name, exc)
+            self._views[name] = forget_handles(view)
+            return False
+        self._views[name] = new
+        self._views = {other: settle(v, after) for other, v in self._views.items()}
+        report.extend(f"{name}: {line}" for line in plan.report)
+        return True
+
+    def _change(self, name: str, changes: Changes, report: list[str]) -> int | None:
+        """The change path for one table: restores run, or None if it must be read."""
+        view = self._views[name]
+        plan, new = plan_changes(changes, view, self.naming)
+        if plan.wants_handles and self.runner.handles():
+            for chain in plan.wants_handles:
+                dumped = self.runner.rule_handles(name, chain)
+                if dumped is not None:
+                    view = adopt_handles(view, chain, dumped)
+            self._views[name] = view
+            plan, new = plan_changes(changes, view, self.naming)
+        if plan.by_handle is not None:
+            try:
+                self.runner.delete_by_handle(name, plan.by_handle, view.token)
+            except StaleGeneration:
+                LOG.info("iptables %s changed since our last write; reading it", name)
+                return None
+            except HandleError as exc:
+                LOG.warning("iptables %s: %s; using iptables-restore instead", name, exc)
+                plan, new = plan_changes(changes, forget_handles(view), self.naming)
+            else:
+                report.extend(f"{name}: {line}" for line in plan.report)
+                self._views[name] = new
+                return 1
+        added = self._restore(plan, report)
+        self._views[name] = learn_handles(new, plan.appends, added)
+        return 0 if plan.empty() else 1
+
+    def _sync(self, before: Hashable | None, names: list[str], trusted: bool) -> list[str]:
+        """Read and converge ``names``; then learn spellings of rules never seen in a dump."""
         report: list[str] = []
         restores = 0
-        unverified: list[str] = []
+        unverified: dict[str, Desired] = {}
         for name in names:
-            count, written = self._sync_table(name, report)
+            with self._failing_unsyncs(name):
+                count, written, desired = self._sync_table(name, report, trusted)
             restores += count
-            owned = self.ipv4[name].owned()
-            if any(rule not in self._verified for c in written for rule in owned.get(c, ())):
-                unverified.append(name)
+            view = self._views[name]
+            if any(rule not in view.verified for c in written for rule in view.chains.get(c, ())):
+                unverified[name] = desired
         self._settle(before, restores)
-        if verify and unverified and self._clean is not None:
-            self._learn_spellings(unverified)
+        if unverified:
+            views = reread_spellings(self.runner, self._views, unverified)
+            if views is None:  # somebody wrote meanwhile
+                self._settle(None, 0)
+            else:
+                self._views = views
         return report
 
-    def _sync_table(self, name: str, report: list[str]) -> tuple[int, list[str]]:
-        """Read one table and converge it; returns (restores run, chains written)."""
-        table, applied = self.ipv4[name], self._applied[name]
+    def _sync_table(
+        self, name: str, report: list[str], trusted: bool
+    ) -> tuple[int, list[str], Desired]:
+        """Read one table and converge it; returns (restores run, chains written, desired)."""
+        table, view = self.ipv4[name], self._views[name]
+        if not trusted:
+            view = forget_handles(view)  # a re-added rule has a new handle
+        table.take_changes()  # the snapshot below covers them
         for attempt in (1, 2):
+            desired = table.snapshot()
             dump = parse_save(self.runner.save(name), name)
-            plan = plan_sync(
-                dump,
-                table.owned(),
-                table.shared(),
-                applied.shared,
-                self.naming,
-                table.builtins,
-                remove_stale=self._authoritative,
-            )
+            plan, new = plan_sync(desired, view, dump, self.naming, self._complete)
             try:
-                count = self._run_plan(plan, report)
+                added = self._restore(plan, report)
                 break
             except ProcessExecutionError:
                 # Another daemon sharing the table (novanet-network and
@@ -291,86 +358,36 @@ class IptablesManager:
                 if attempt == 2:
                     raise
                 LOG.info("iptables %s changed while we planned; reading it again", name)
-        if len(self._verified) > _MAX_VERIFIED:
-            self._verified.clear()
-        for chain, rules in table.owned().items():
-            if dump.chains.get(chain) == rules:
-                self._verified.update(rules)  # iptables prints these exactly so
-        applied.chains = {chain: list(rules) for chain, rules in table.owned().items()}
-        applied.shared = {chain: list(rules) for chain, rules in table.shared().items()}
-        applied.needs_sync = False
-        table.clear_pending()
-        return count, plan.written
+        self._views[name] = learn_handles(new, plan.appends, added)
+        return (0 if plan.empty() else 1), plan.written, desired
 
-    def _run_plan(self, plan: Plan, report: list[str]) -> int:
+    def _restore(self, plan: Plan, report: list[str]) -> Sequence[RuleHandle] | None:
         report.extend(f"{plan.table}: {line}" for line in plan.report)
         if plan.empty():
-            return 0
-        self._check_targets(plan)
+            return None
+        # The kernel's report of thousands of new rules would overflow the
+        # socket anyway (and cost it time to build): handles of a chain
+        # rewritten whole are dumped once, when a deletion needs them.
+        appended = sum(len(rules) for _, rules in plan.appends.values())
+        return self.runner.restore(plan.table, plan.render(), learn=appended <= LEARN_AT_MOST)
+
+    @contextlib.contextmanager
+    def _failing_unsyncs(self, name: str) -> Iterator[None]:
+        """A refused or failed write leaves the table to be read before the next one."""
         try:
-            self.runner.restore(plan.table, plan.render())
-        except Exception:
-            self._applied[plan.table].needs_sync = True
-            self._clean = None
+            yield
+        except BaseException:
+            self._views[name] = self._views[name].replace(synced=False)
             raise
-        return 1
-
-    def _check_targets(self, plan: Plan) -> None:
-        """Refuse, before touching the kernel, jumps to chains of ours we do not define.
-
-        Only the rules this plan writes are looked at: adding one instance
-        must not scan the 5,000 rules of nova-compute-local.
-        """
-        owned = self.ipv4[plan.table].owned()
-        for line in plan.rule_ops + plan.shared_ops:
-            if line.startswith("-D "):
-                continue
-            target = jump_target(line)
-            if target is not None and self.naming.owns(target) and target not in owned:
-                self._applied[plan.table].needs_sync = True
-                raise ValueError(
-                    f"iptables {plan.table}: rule {line!r} jumps to {target}, "
-                    "which this manager does not define (add_chain it first)"
-                )
 
     def _settle(self, before: Hashable | None, restores: int) -> None:
-        """Remember the token at which the kernel matches our bookkeeping."""
+        """Record the token at which the kernel matches the views, if only we wrote."""
         after = self.runner.token() if restores else before
-        if before is None or after is None:
-            self._clean = None
-        elif restores == 0 or self.runner.own_commits(before, after, restores):
-            self._clean = after
-        else:
-            self._clean = None
-
-    def _learn_spellings(self, tables: list[str]) -> None:
-        """Adopt the kernel's text for rules our normaliser spelled differently.
-
-        Without this, a rule iptables prints in a way normalise.py does not
-        predict would look changed on every check and be rewritten forever.
-        Only done when nobody else wrote since our restore, so the difference
-        can only be iptables' own spelling.
-        """
-        token = self._clean
-        dumps = {name: parse_save(self.runner.save(name), name) for name in tables}
-        if self.runner.token() != token:
-            self._clean = None
-            return
-        for name, dump in dumps.items():
-            table, applied = self.ipv4[name], self._applied[name]
-            for chain, rules in table.owned().items():
-                kernel = dump.chains.get(chain)
-                if kernel is None or kernel == rules or len(kernel) != len(rules):
-                    continue
-                for index, (mine, theirs) in enumerate(zip(rules, kernel, strict=True)):
-                    if mine != theirs:
-                        LOG.warning(
-                            "iptables prints rule %r of %s as %r; using its spelling",
-                            mine,
-                            chain,
-                            theirs,
-                        )
-                        self._aliases[mine] = theirs
-                        table.adopt_spelling(chain, index, theirs)
-                self._verified.update(rules)
-                applied.chains[chain] = list(rules)
+        own = (
+            before is not None
+            and after is not None
+            and (restores == 0 or self.runner.own_commits(before, after, restores))
+        )
+        self._views = {
+            name: settle(view, after if own else None) for name, view in self._views.items()
+        }

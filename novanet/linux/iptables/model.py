@@ -1,13 +1,17 @@
-"""The in-memory model of the chains one binary owns in one table.
+"""The desired content of the chains one binary owns in one table (plain desired state).
 
 Wrapped chains (``nova-compute-inst-9``) belong to this binary alone: the
 manager may rewrite them whole. Built-in chains and unwrapped chains
-(``nova-filter-top``) are shared: the model only lists *our* rules in them,
+(``nova-filter-top``) are shared: the table only lists *our* rules in them,
 and the manager places those among everybody else's rules.
 
-Every rule is stored as ``iptables -S`` prints it (see normalise.py), after
-nova's ``$chain`` expansion. The model records which chains changed since
-the last apply so the manager rewrites only those.
+Rules are stored normalised (see normalise.py) after nova's ``$chain``
+expansion, i.e. as ``iptables -S`` is predicted to print them. The table
+knows nothing about the kernel: what was applied, and how iptables really
+spells a rule, is the manager's (view.py). Callers of any thread may change
+a table while the manager applies; the table guards itself with its own
+lock and hands the manager plain copies (:meth:`snapshot`,
+:meth:`take_changes`), never its live lists.
 """
 
 from __future__ import annotations
@@ -15,16 +19,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-from novanet.linux.iptables.names import BUILTIN_CHAINS, Naming, check_chain_name, jump_target
+from novanet.linux.iptables.names import (
+    BUILTIN_CHAINS,
+    WRAPPED_BUILTINS,
+    Naming,
+    check_chain_name,
+    is_target_extension,
+    jump_target,
+)
 from novanet.linux.iptables.normalise import normalise_rule
+from novanet.linux.iptables.view import Changes, Desired
 
 LOG = logging.getLogger(__name__)
 
 
 class IptablesTable:
-    """Desired content of one table (``filter``, ``nat``...) for one binary.
+    """Desired content of one table (``filter``, ``nat``, ``mangle``, ``raw``) for one binary.
 
     Use it like nova's: ``table.add_chain('inst-9')``,
     ``table.add_rule('inst-9', '-j $provider')``, ``table.add_rule('INPUT', rule)``
@@ -32,26 +44,19 @@ class IptablesTable:
     unwrapped chain. Changes reach the kernel on ``manager.apply()``.
     """
 
-    def __init__(
-        self,
-        name: str,
-        naming: Naming,
-        lock: threading.RLock,
-        aliases: Mapping[str, str],
-    ) -> None:
+    def __init__(self, name: str, naming: Naming) -> None:
         self.name = name
         self.builtins = BUILTIN_CHAINS[name]
         self._naming = naming
-        self._lock = lock
-        self._aliases = aliases
+        self._lock = threading.Lock()
         self._chains: dict[str, list[str]] = {}
         self._shared: dict[str, list[str]] = {chain: [] for chain in self.builtins}
         self._top: Counter[str] = Counter()
-        # target chain -> chains holding rules that jump to it (with counts),
-        # so removing one of 5,000 instance chains does not scan every rule.
-        self._referrers: dict[str, Counter[str]] = {}
         # chain -> rule text -> count: duplicate checks without scanning.
         self._counts: dict[str, Counter[str]] = {}
+        # target chain -> (chain, text) of the rules jumping there, so that
+        # removing one of 5,000 instance chains finds its jump without a scan.
+        self._jumps: dict[str, Counter[tuple[str, str]]] = {}
         self._changed: set[str] = set()
         self._shared_changed = False
 
@@ -81,6 +86,7 @@ class IptablesTable:
                 for rule in self._chains.pop(full):
                     self._unlink(full, rule)
                 self._top.pop(full, None)
+                self._counts.pop(full, None)
                 self._changed.add(full)
             elif full in self._shared and full not in self.builtins:
                 for rule in self._shared[full]:
@@ -90,10 +96,18 @@ class IptablesTable:
             else:
                 LOG.warning("iptables %s: no chain %s to remove", self.name, full)
                 return
-            for chain in list(self._referrers.get(full, ())):
-                rules = self._rules_of(chain)
-                kept = [rule for rule in rules if jump_target(rule) != full]
-                self._replace(chain, kept)
+            if is_target_extension(full):  # not indexed (see _link): scan
+                jumps = Counter(
+                    (chain, rule)
+                    for chain, rules in (*self._chains.items(), *self._shared.items())
+                    for rule in rules
+                    if jump_target(rule) == full
+                )
+            else:
+                jumps = self._jumps.get(full, Counter())
+            for (chain, text), count in list(jumps.items()):
+                for _ in range(count):
+                    self._delete(chain, text)
 
     def has_chain(self, name: str, wrap: bool = True) -> bool:
         with self._lock:
@@ -106,9 +120,9 @@ class IptablesTable:
         ``$name`` in the rule means the wrapped chain ``<prefix>-<binary>-name``.
         A rule already in the chain is not added twice.
         """
+        text = self.canonical(rule)
         with self._lock:
             full = self._full(chain, wrap)
-            text = self.canonical(rule)
             rules = self._rules_of(full)
             if text in self._counts.get(full, ()):
                 LOG.debug("iptables %s: %s already has %s", self.name, full, text)
@@ -123,38 +137,40 @@ class IptablesTable:
 
     def remove_rule(self, chain: str, rule: str, wrap: bool = True, top: bool = False) -> bool:
         """Remove ``rule`` from ``chain``; False (and a warning) if it was not there."""
+        text = self.canonical(rule)
         with self._lock:
             full = self._full(chain, wrap)
-            text = self.canonical(rule)
-            rules = self._rules_of(full)
-            try:
-                index = rules.index(text)
-            except ValueError:
+            self._rules_of(full)  # raises for an unknown chain
+            if text not in self._counts.get(full, ()):
                 LOG.warning(
                     "iptables %s: tried to remove %r from %s: not there", self.name, text, full
                 )
                 return False
-            del rules[index]
-            if index < self._top[full]:
-                self._top[full] -= 1
-            self._unlink(full, text)
-            self._touch(full)
+            self._delete(full, text)
             return True
 
     def set_rules(self, chain: str, rules: Iterable[str], wrap: bool = True) -> None:
         """Replace the whole content of ``chain`` (our rules only, for a shared chain)."""
+        texts = [self.canonical(rule) for rule in rules]
         with self._lock:
             full = self._full(chain, wrap)
-            self._rules_of(full)  # raises for an unknown chain
+            current = self._rules_of(full)  # raises for an unknown chain
             self._top.pop(full, None)
-            self._replace(full, [self.canonical(rule) for rule in rules])
+            if current == texts:
+                return
+            for rule in current:
+                self._unlink(full, rule)
+            current[:] = texts
+            for rule in texts:
+                self._link(full, rule)
+            self._touch(full)
 
     def empty_chain(self, chain: str, wrap: bool = True) -> None:
         """Remove every rule (of ours) from ``chain``."""
         self.set_rules(chain, [], wrap)
 
     def rules(self, chain: str, wrap: bool = True) -> list[str]:
-        """Our rules of ``chain``, in the order the kernel will hold them."""
+        """Our rules of ``chain`` in order, normalised (the kernel may spell some differently)."""
         with self._lock:
             return list(self._rules_of(self._full(chain, wrap)))
 
@@ -164,43 +180,34 @@ class IptablesTable:
             return sorted(self._chains)
 
     def canonical(self, rule: str) -> str:
-        """``rule`` as the model stores it: expanded, normalised, kernel spelling."""
-        text = normalise_rule(self._naming.expand(rule.strip()))
-        return self._aliases.get(text, text)
+        """``rule`` as the table stores it: ``$chain`` expanded, normalised."""
+        return normalise_rule(self._naming.expand(rule.strip()))
 
-    # -- for the manager ------------------------------------------------------
+    # -- for the manager: plain copies ------------------------------------------
 
-    def owned(self) -> dict[str, list[str]]:
-        """The owned chains (live lists: read under the manager's lock only)."""
-        return self._chains
+    def snapshot(self) -> Desired:
+        """Everything the table wants, as plain values."""
+        with self._lock:
+            return Desired(
+                self.name,
+                {chain: tuple(rules) for chain, rules in self._chains.items()},
+                {chain: tuple(rules) for chain, rules in self._shared.items()},
+            )
 
-    def shared(self) -> dict[str, list[str]]:
-        """Our rules in the shared chains (live lists, as owned())."""
-        return self._shared
-
-    def pending(self) -> tuple[set[str], bool]:
-        """(owned chains changed since the last apply, whether shared rules changed)."""
-        return set(self._changed), self._shared_changed
-
-    def has_pending(self) -> bool:
-        return bool(self._changed) or self._shared_changed
-
-    def clear_pending(self, chains: Iterable[str] | None = None, shared: bool = True) -> None:
-        if chains is None:
+    def take_changes(self) -> Changes:
+        """The owned chains changed since the last call (None: removed); forgets them."""
+        with self._lock:
+            chains = {chain: self._copy(chain) for chain in self._changed}
+            changes = Changes(self.name, chains, self._shared_changed)
             self._changed.clear()
-        else:
-            self._changed.difference_update(chains)
-        if shared:
             self._shared_changed = False
-
-    def adopt_spelling(self, chain: str, index: int, kernel_text: str) -> None:
-        """Replace a rule by the kernel's spelling of it (same rule, other text)."""
-        rules = self._rules_of(chain)
-        self._unlink(chain, rules[index])
-        rules[index] = kernel_text
-        self._link(chain, kernel_text)
+            return changes
 
     # -- internals --------------------------------------------------------------
+
+    def _copy(self, chain: str) -> tuple[str, ...] | None:
+        rules = self._chains.get(chain)
+        return None if rules is None else tuple(rules)
 
     def _full(self, chain: str, wrap: bool) -> str:
         if wrap:
@@ -221,37 +228,54 @@ class IptablesTable:
         else:
             self._shared_changed = True
 
-    def _replace(self, full: str, new_rules: list[str]) -> None:
+    def _delete(self, full: str, text: str) -> None:
         rules = self._rules_of(full)
-        if rules == new_rules:
-            return
-        for rule in rules:
-            self._unlink(full, rule)
-        rules[:] = new_rules
-        for rule in new_rules:
-            self._link(full, rule)
-        self._top[full] = min(self._top[full], len(new_rules))
+        index = rules.index(text)  # C-speed, even in a 5,000-rule chain
+        del rules[index]
+        if index < self._top[full]:
+            self._top[full] -= 1
+        self._unlink(full, text)
         self._touch(full)
 
     def _link(self, chain: str, rule: str) -> None:
         self._counts.setdefault(chain, Counter())[rule] += 1
         target = jump_target(rule)
-        if target is not None:
-            self._referrers.setdefault(target, Counter())[chain] += 1
+        # -j ACCEPT, -j DROP... are most rules: not indexed, no chain of that name.
+        if target is not None and not is_target_extension(target):
+            self._jumps.setdefault(target, Counter())[chain, rule] += 1
 
     def _unlink(self, chain: str, rule: str) -> None:
-        counts = self._counts[chain]
-        counts[rule] -= 1
-        if counts[rule] <= 0:
-            del counts[rule]
+        counts = self._counts.get(chain)
+        if counts is not None:
+            counts[rule] -= 1
+            if counts[rule] <= 0:
+                del counts[rule]
         target = jump_target(rule)
-        if target is None:
+        jumps = None if target is None else self._jumps.get(target)  # absent for ACCEPT...
+        if target is None or jumps is None:
             return
-        counter = self._referrers.get(target)
-        if counter is None:
-            return
-        counter[chain] -= 1
-        if counter[chain] <= 0:
-            del counter[chain]
-        if not counter:
-            del self._referrers[target]
+        jumps[chain, rule] -= 1
+        if jumps[chain, rule] <= 0:
+            del jumps[chain, rule]
+        if not jumps:
+            del self._jumps[target]
+
+
+def declare_defaults(table: IptablesTable, naming: Naming) -> None:
+    """The wrapped built-ins, local/snat chains and the shared jumps, as nova."""
+    for builtin in WRAPPED_BUILTINS[table.name]:
+        table.add_chain(builtin)
+        table.add_rule(builtin, f"-j {naming.wrap(builtin)}", wrap=False)
+    if table.name == "filter":
+        table.add_chain("local")
+        table.add_chain(naming.filter_top, wrap=False)
+        table.add_rule("FORWARD", f"-j {naming.filter_top}", wrap=False)
+        table.add_rule("OUTPUT", f"-j {naming.filter_top}", wrap=False)
+        table.add_rule(naming.filter_top, "-j $local", wrap=False)
+    elif table.name == "nat":
+        table.add_chain("snat")
+        table.add_chain("float-snat")
+        table.add_rule("snat", "-j $float-snat")
+        table.add_chain(naming.postrouting_bottom, wrap=False)
+        table.add_rule("POSTROUTING", f"-j {naming.postrouting_bottom}", wrap=False)
+        table.add_rule(naming.postrouting_bottom, "-j $snat", wrap=False)

@@ -49,6 +49,7 @@ _BINARY_RE = re.compile(r"^[a-z0-9_]+$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_]+$")
 _JUMP_RE = re.compile(r"(?:^|\s)-[jg]\s+(\S+)")
 _BAD_CHAIN_RE = re.compile(r"^[-!]|[\s'\"]")
+_TARGET_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 # Ordering keys of rules in a shared chain (smaller first).
 _KEY_TOP: Final = (0, 0, "")
@@ -76,6 +77,15 @@ def jump_target(rule: str) -> str | None:
     """The chain or target after ``-j``/``-g`` in a rule, if any."""
     match = _JUMP_RE.search(rule)
     return match.group(1) if match else None
+
+
+def is_target_extension(name: str) -> bool:
+    """ACCEPT, DROP, RETURN and extension targets (SNAT, LOG...): upper case, not chains.
+
+    (A user chain may be named in upper case too; callers that must not miss
+    one fall back to a scan.)
+    """
+    return _TARGET_RE.match(name) is not None
 
 
 class Naming:

@@ -1,14 +1,19 @@
-"""What to send to ``iptables-restore --noflush`` for one table (pure functions).
+"""What to write for one table, planned by pure functions: ``(desired, view) -> (plan, view)``.
 
-Two planners produce a :class:`Plan`:
+A :class:`Plan` is either restore text for ``iptables-restore --noflush`` or,
+when the change only deletes and the view knows the nf_tables handles of
+the rules concerned, a :class:`HandleBatch` (one nf_tables transaction sent
+over netlink, see nftnl.py). Each planner also returns the view to adopt
+once the kernel accepted the plan. Two planners:
 
-- :func:`plan_changes` (the change path, no read): from what we applied last
-  time to the model, for the owned chains that changed. Adding an instance
-  is a new chain plus one ``-A nova-compute-local`` line: O(1) in the number
-  of instances; removing one is a flush, a ``-D`` of its jump and a ``-X``.
-- :func:`plan_sync` (start, repair): from a fresh ``iptables-save`` dump to
-  the model: rewrites what differs, deletes stale chains of this binary,
-  places our rules in the shared chains at their canonical positions.
+- :func:`plan_changes` (here; the change path, no read): owned chains that
+  changed, from the view to the desired content. Adding an instance is a
+  new chain plus one ``-A nova-compute-local``; removing one is, by handle,
+  a flush, one rule deletion and a chain deletion, whatever the number of
+  instances (by rule text, iptables-nft would first load and compare every
+  rule of nova-compute-local);
+- :func:`novanet.linux.iptables.sync.plan_sync` (start, repair): from a
+  fresh ``iptables-save`` dump.
 
 Quirks this relies on (iptables 1.8.9, nft and legacy alike):
 
@@ -18,28 +23,61 @@ Quirks this relies on (iptables 1.8.9, nft and legacy alike):
 - one restore is one transaction per table (nft: one batch; legacy: one
   table replace), so a chain flushed and refilled in one restore is never
   seen empty, and ``-X`` of a chain works once its last reference was deleted
-  earlier in the same restore;
+  earlier in the same restore (likewise within one nf_tables batch);
 - ``-D CHAIN RULE`` deletes the first identical rule: used for rules that
   are unique in their chain, so a concurrent edit elsewhere in the chain does
-  not make us delete the wrong rule; ``-D CHAIN N`` otherwise.
+  not make us delete the wrong rule; ``-D CHAIN N`` otherwise;
+- a rule handle names one rule of one chain for the life of the table and
+  is never reused; the handles of a view are used only in a batch that
+  carries the generation id they were valid at, which nf_tables refuses
+  (ERESTART) if anybody committed since.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import itertools
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from itertools import compress, count
+from operator import ne
 
 from novanet.linux.iptables.names import Naming, jump_target
-from novanet.linux.iptables.parse import TableDump
+from novanet.linux.iptables.view import Changes, KernelView
 
 # Chains up to this size are rewritten rather than edited in place: a few
 # -A lines cost less than the rule cache iptables-nft loads for -D/-I.
 SMALL_CHAIN = 32
+# At most this many deletions by handle in one batch: nf_tables acknowledges
+# each, and a few hundred acknowledgements fill a netlink socket's default
+# receive buffer (a bigger removal, e.g. a resync, goes by iptables-restore).
+MAX_BATCH = 200
+
+Appends = dict[str, tuple[tuple[int, ...], tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class HandleBatch:
+    """Deletions by nf_tables handle, applied in this order in one transaction."""
+
+    flush: tuple[str, ...] = ()  # chains emptied
+    rules: tuple[tuple[str, int], ...] = ()  # (chain, handle) of single rules
+    delete: tuple[str, ...] = ()  # chains deleted (their references went first)
+
+    def __len__(self) -> int:
+        return len(self.flush) + len(self.rules) + len(self.delete)
+
+    def describe(self, table: str) -> list[str]:
+        """The batch in nft's syntax, for logs and errors."""
+        return (
+            [f"flush chain ip {table} {chain}" for chain in self.flush]
+            + [f"delete rule ip {table} {chain} handle {handle}" for chain, handle in self.rules]
+            + [f"delete chain ip {table} {chain}" for chain in self.delete]
+        )
 
 
 @dataclass
 class Plan:
-    """Restore lines for one table, grouped so the order is always valid."""
+    """Restore lines for one table, grouped so the order is always valid, or a HandleBatch."""
 
     table: str
     create_shared: list[str] = field(default_factory=list)  # -N (never flush shared)
@@ -49,9 +87,15 @@ class Plan:
     delete: list[str] = field(default_factory=list)  # -X, after the references went
     report: list[str] = field(default_factory=list)  # what and why, for the logs
     written: list[str] = field(default_factory=list)  # owned chains (re)written
+    # chain -> (its handles before, rules the restore appends): what to learn
+    # from the handles nf_tables reports for the restore (view.learn_handles).
+    appends: Appends = field(default_factory=dict)
+    by_handle: HandleBatch | None = None
+    # Chains whose handles, if known, would turn this plan into a HandleBatch.
+    wants_handles: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (
+        return self.by_handle is None and not (
             self.create_shared or self.declare or self.shared_ops or self.rule_ops or self.delete
         )
 
@@ -66,268 +110,220 @@ class Plan:
         return "\n".join(lines) + "\n"
 
 
-def _rule_line(op: str, chain: str, rule: str) -> str:
+def rule_line(op: str, chain: str, rule: str) -> str:
     return f"{op} {chain} {rule}" if rule else f"{op} {chain}"
 
 
-def diff_ops(chain: str, old: list[str], new: list[str]) -> list[str] | None:
+_CHUNK = 256
+
+
+def common_head(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """Length of the common prefix.
+
+    Compared chunk by chunk with C-level tuple comparisons (equal rules are
+    mostly the same objects), then rule by rule inside the first chunk that
+    differs: about 20 us for 5,000 rules, where a Python loop takes 300.
+    """
+    n = min(len(a), len(b))
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        if a[start:stop] != b[start:stop]:
+            return next(compress(count(start), map(ne, a[start:stop], b[start:stop])), stop)
+    return n
+
+
+def common_tail(a: tuple[str, ...], b: tuple[str, ...], limit: int) -> int:
+    """Length of the common suffix, at most ``limit``."""
+    n = min(len(a), len(b), limit)
+    return common_head(a[len(a) - n :][::-1], b[len(b) - n :][::-1])
+
+
+def deleted_indexes(old: tuple[str, ...], new: tuple[str, ...]) -> list[int] | None:
+    """Positions in ``old`` whose deletion leaves ``new``, or None if rules were added."""
+    if len(new) >= len(old):
+        return None
+    head = common_head(old, new)
+    if len(new) + 1 == len(old):  # one rule gone: an instance removed
+        return [head] if old[head + 1 :] == new[head:] else None
+    tail = common_tail(old, new, len(new) - head)
+    middle_new = new[head : len(new) - tail]
+    gone: list[int] = []
+    matched = 0
+    for index in range(head, len(old) - tail):
+        if matched < len(middle_new) and old[index] == middle_new[matched]:
+            matched += 1
+        else:
+            gone.append(index)
+    return gone if matched == len(middle_new) else None
+
+
+def diff_ops(chain: str, old: tuple[str, ...], new: tuple[str, ...]) -> list[str] | None:
     """Edit lines turning ``old`` into ``new``, or None when a rewrite is better.
 
-    Only the differing middle (after the common head and tail) is touched;
-    a pure append needs no rule cache at all (``-A``).
+    A pure append needs no rule cache at all (``-A``). Otherwise only what
+    differs is touched: deletions anywhere plus appended rules (instances
+    gone, others added), or else the differing middle between the common
+    head and tail.
     """
     if len(new) >= len(old) and new[: len(old)] == old:
-        # The common case (a new instance's jump): one C-level comparison
-        # instead of a Python loop over nova-compute-local.
-        return [_rule_line("-A", chain, rule) for rule in new[len(old) :]]
-    shortest = min(len(old), len(new))
-    head = 0
-    while head < shortest and old[head] == new[head]:
-        head += 1
-    tail = 0
-    while tail < shortest - head and old[-1 - tail] == new[-1 - tail]:
-        tail += 1
+        return [rule_line("-A", chain, rule) for rule in new[len(old) :]]
+    if len(new) <= SMALL_CHAIN:
+        return None
+    present = set(old)
+    kept = len(new)
+    while kept > 0 and new[kept - 1] not in present:
+        kept -= 1
+    gone = deleted_indexes(old, new[:kept])
+    if gone is not None and len(gone) + len(new) - kept <= len(new) // 2:
+        # Backwards, so that a position is still exact when a duplicate
+        # forces deleting by number; unique rules go by content.
+        ops = [_delete(chain, old, index) for index in reversed(gone)]
+        return ops + [rule_line("-A", chain, rule) for rule in new[kept:]]
+    head = common_head(old, new)
+    tail = common_tail(old, new, min(len(old), len(new)) - head)
     removed = old[head : len(old) - tail]
     added = new[head : len(new) - tail]
-    if not removed and not added:
-        return []
-    if not removed and tail == 0:
-        return [_rule_line("-A", chain, rule) for rule in added]
-    if len(new) <= SMALL_CHAIN or len(removed) + len(added) > len(new) // 2:
+    if len(removed) + len(added) > len(new) // 2:
         return None
-    ops = []
-    for rule in removed:
-        # Each deletion leaves the next rule of the middle at position head+1.
-        if old.count(rule) == 1:
-            ops.append(_rule_line("-D", chain, rule))
-        else:
-            ops.append(f"-D {chain} {head + 1}")
+    ops = [_delete(chain, old, index) for index in range(len(old) - tail - 1, head - 1, -1)]
     for offset, rule in enumerate(added):
         if tail == 0:
-            ops.append(_rule_line("-A", chain, rule))
+            ops.append(rule_line("-A", chain, rule))
         else:
             ops.append(f"-I {chain} {head + 1 + offset} {rule}".rstrip())
     return ops
 
 
-def _write_chain(plan: Plan, chain: str, old: list[str] | None, new: list[str]) -> str:
-    """Add the lines that make ``chain`` hold ``new``; returns a short description."""
+def _delete(chain: str, old: tuple[str, ...], index: int) -> str:
+    rule = old[index]
+    if old.count(rule) == 1:
+        return rule_line("-D", chain, rule)
+    return f"-D {chain} {index + 1}"
+
+
+def write_chain(
+    plan: Plan,
+    chain: str,
+    old: tuple[str, ...] | None,
+    new: tuple[str, ...],
+    handles: tuple[int, ...] | None,
+) -> str:
+    """Add the lines that make ``chain`` hold ``new``; returns a short description.
+
+    ``handles``: the chain's known handles (aligned with ``old``); recorded in
+    ``plan.appends`` when the restore only appends, so they stay known.
+    """
     ops = None if old is None else diff_ops(chain, old, new)
+    plan.written.append(chain)
     if ops is None:
         plan.declare.append(chain)
-        plan.rule_ops += [_rule_line("-A", chain, rule) for rule in new]
-        plan.written.append(chain)
+        plan.rule_ops += [rule_line("-A", chain, rule) for rule in new]
+        plan.appends[chain] = ((), new)
         if old is None:
             return f"created chain {chain} ({len(new)} rules)"
         return f"rewrote chain {chain} ({len(old)} rules in the kernel, {len(new)} wanted)"
     plan.rule_ops += ops
-    plan.written.append(chain)
+    if old is not None and new[: len(old)] == old:
+        if not old:
+            plan.appends[chain] = ((), new)
+        elif handles is not None and len(handles) == len(old):
+            plan.appends[chain] = (handles, new[len(old) :])
     return f"edited chain {chain} ({len(ops)} rule changes)"
 
 
-def plan_changes(
-    table: str,
-    model: Mapping[str, list[str]],
-    applied: Mapping[str, list[str]],
-    changed: Collection[str],
-) -> Plan:
-    """The change path: owned chains in ``changed``, from ``applied`` to ``model``."""
-    plan = Plan(table)
-    for chain in sorted(changed):
-        new = model.get(chain)
-        old = applied.get(chain)
-        if new is None:
-            if old is not None:
-                plan.declare.append(chain)
-                plan.delete.append(chain)
-                plan.report.append(f"deleted chain {chain}")
+def check_targets(plan: Plan, chains: Collection[str], naming: Naming) -> None:
+    """Refuse, before touching the kernel, jumps to chains of ours the model does not define.
+
+    Only the rules this plan writes are looked at: adding one instance
+    must not scan the 5,000 rules of nova-compute-local.
+    """
+    for line in plan.rule_ops + plan.shared_ops:
+        if line.startswith("-D "):
             continue
-        if old == new:
-            continue
-        plan.report.append(_write_chain(plan, chain, old, new))
-    return plan
-
-
-def plan_sync(
-    dump: TableDump,
-    model: Mapping[str, list[str]],
-    shared: Mapping[str, list[str]],
-    previous_shared: Mapping[str, list[str]],
-    naming: Naming,
-    builtins: Collection[str],
-    remove_stale: bool,
-) -> Plan:
-    """From the kernel's state (``dump``) to the model, touching only what differs."""
-    plan = Plan(dump.name)
-    for chain in sorted(model):
-        current = dump.chains.get(chain)
-        if current != model[chain]:
-            plan.report.append(_write_chain(plan, chain, current, model[chain]))
-    managed = set(builtins) | set(shared) | {naming.filter_top, naming.postrouting_bottom}
-    if remove_stale:
-        _plan_stale(plan, dump, model, managed, naming)
-    for chain in sorted(set(shared) | set(previous_shared)):
-        _plan_shared(
-            plan,
-            chain,
-            dump.chains.get(chain),
-            shared.get(chain, []),
-            previous_shared.get(chain, []),
-            naming,
-            chain in builtins,
-            remove_stale,
-        )
-    if remove_stale:
-        # Stale jumps of ours in managed shared chains we hold no rules in.
-        for chain in sorted(managed - set(shared) - set(previous_shared)):
-            if chain in dump.chains:
-                _plan_shared(plan, chain, dump.chains[chain], [], [], naming, True, True)
-    return plan
-
-
-def _plan_stale(
-    plan: Plan,
-    dump: TableDump,
-    model: Mapping[str, list[str]],
-    managed: Collection[str],
-    naming: Naming,
-) -> None:
-    stale = {c for c in dump.chains if naming.owns(c) and c not in model}
-    if not stale:
-        return
-    refs = dump.references()
-    for chain in sorted(stale):
-        blockers = [
-            f"{ref} rule {index + 1}"
-            for ref, index in refs.get(chain, ())
-            if ref not in stale and ref not in model and ref not in managed
-        ]
-        if blockers:
-            plan.report.append(
-                f"kept stale chain {chain}: still referenced by {', '.join(blockers)}"
+        target = jump_target(line)
+        if target is not None and naming.owns(target) and target not in chains:
+            raise ValueError(
+                f"iptables {plan.table}: rule {line!r} jumps to {target}, "
+                "which this manager does not define (add_chain it first)"
             )
-            continue
-        plan.declare.append(chain)
-        plan.delete.append(chain)
-        plan.report.append(f"deleted stale chain {chain}")
 
 
-def _plan_shared(
-    plan: Plan,
-    chain: str,
-    current: list[str] | None,
-    desired: list[str],
-    previous: list[str],
-    naming: Naming,
-    builtin: bool,
-    remove_stale: bool,
-) -> None:
-    """Place our rules of a shared chain at their canonical positions.
+def plan_changes(changes: Changes, view: KernelView, naming: Naming) -> tuple[Plan, KernelView]:
+    """The change path: owned chains in ``changes``, from ``view`` to their desired content.
 
-    Rules of other daemons and foreign programs are never moved or deleted;
-    ours go before every foreign rule, nova jumps in the order of
-    Naming.order_key. Only our rules that are missing, duplicated, stale or
-    out of place are deleted or inserted, in the same transaction.
+    Trusts the view (the caller checked the change probe). Deletions whose
+    handles the view knows become a HandleBatch when nothing else changes.
     """
-    if current is None:
-        if not desired:
-            return
-        if not builtin:
-            plan.create_shared.append(chain)
-            plan.report.append(f"created shared chain {chain}")
-        current = []
-    wanted: list[str] = list(dict.fromkeys(desired))
-    mine = set(wanted) | set(previous)
+    edits: list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]] = []
+    for chain in sorted(changes.chains):
+        wanted = changes.chains[chain]
+        new = None if wanted is None else view.spell(wanted)
+        old = view.chains.get(chain)
+        if old != new:
+            edits.append((chain, old, new))
+    chains = dict(view.chains)
+    for chain, _, new in edits:
+        if new is None:
+            chains.pop(chain, None)
+        else:
+            chains[chain] = new
+    batch, handles, wants = _by_handle(edits, view)
+    if batch is not None:
+        plan = Plan(changes.table, by_handle=batch)
+        for chain, _, new in edits:
+            plan.report.append(
+                f"deleted chain {chain}" if new is None else f"edited chain {chain} (by handle)"
+            )
+        return plan, view.replace(chains=chains, handles=handles)
+    plan = Plan(changes.table, wants_handles=wants)
+    for chain, old, new in edits:
+        if new is None:
+            plan.declare.append(chain)
+            plan.delete.append(chain)
+            plan.report.append(f"deleted chain {chain}")
+        else:
+            plan.report.append(write_chain(plan, chain, old, new, view.handles.get(chain)))
+    check_targets(plan, chains, naming)
+    kept = dict(view.handles)  # C-level copy: 5,000 chains have handles
+    for chain, _, _ in edits:
+        kept.pop(chain, None)
+    return plan, view.replace(chains=chains, handles=kept)
 
-    def ours(rule: str) -> bool:
-        if rule in mine:
-            return True
-        target = jump_target(rule)
-        return remove_stale and target is not None and naming.owns(target)
 
-    own = frozenset(wanted)
-    target: list[str] = [rule for rule in current if not ours(rule)]
-    keys = [naming.order_key(rule, own) for rule in target]
-    floor = naming.floor(chain, target)  # other programs' rules kept above ours
-    for rule in wanted:
-        key = naming.order_key(rule, own)
-        pos = next((i for i, k in enumerate(keys) if k > key and i >= floor), len(keys))
-        target.insert(pos, rule)
-        keys.insert(pos, key)
-    if target == current:
-        return
-    keep_current, keep_target = _align(current, target, ours)
-    deleted = 0
-    for index in range(len(current) - 1, -1, -1):
-        if index in keep_current:
+def _by_handle(
+    edits: list[tuple[str, tuple[str, ...] | None, tuple[str, ...] | None]], view: KernelView
+) -> tuple[HandleBatch | None, dict[str, tuple[int, ...]], list[str]]:
+    """The edits as deletions by handle if they only delete; else the chains lacking handles."""
+    flush: list[str] = []
+    gone_by_chain: dict[str, list[int]] = {}
+    wants: list[str] = []
+    for chain, old, new in edits:
+        if old is None:
+            return None, {}, []
+        if new is None:
+            flush.append(chain)
             continue
-        rule = current[index]
-        # Backwards, so a position is still exact when a duplicate forces
-        # deleting by number; unique rules go by content.
-        if current.count(rule) == 1:
-            plan.shared_ops.append(_rule_line("-D", chain, rule))
+        gone = deleted_indexes(old, new)
+        if gone is None:
+            return None, {}, []
+        known = view.handles.get(chain)
+        if known is None or len(known) != len(old):
+            wants.append(chain)
         else:
-            plan.shared_ops.append(f"-D {chain} {index + 1}")
-        deleted += 1
-    inserted = 0
-    for index, rule in enumerate(target):
-        if index not in keep_target:
-            plan.shared_ops.append(f"-I {chain} {index + 1} {rule}".rstrip())
-            inserted += 1
-    plan.report.append(
-        f"put our rules of {chain} in place ({deleted} deleted, {inserted} inserted)"
-    )
-
-
-def _align(
-    current: list[str], target: list[str], ours: Callable[[str], bool]
-) -> tuple[set[int], set[int]]:
-    """Indexes of rules kept in place, in ``current`` and in ``target``.
-
-    Foreign rules appear in both lists in the same order and are always
-    kept; between two foreign rules, the longest common subsequence of our
-    rules is kept, so only what is wrong gets deleted and re-inserted.
-    """
-    keep_current: set[int] = set()
-    keep_target: set[int] = set()
-
-    def segments(rules: list[str]) -> list[list[int]]:
-        runs: list[list[int]] = [[]]
-        for index, rule in enumerate(rules):
-            if ours(rule):
-                runs[-1].append(index)
-            else:
-                runs.append([index])  # the foreign rule opens the next run
-        return runs
-
-    for run_c, run_t in zip(segments(current), segments(target), strict=True):
-        if run_c and run_t and not ours(current[run_c[0]]):
-            keep_current.add(run_c[0])
-            keep_target.add(run_t[0])
-            run_c, run_t = run_c[1:], run_t[1:]
-        for i, j in _lcs([current[i] for i in run_c], [target[j] for j in run_t]):
-            keep_current.add(run_c[i])
-            keep_target.add(run_t[j])
-    return keep_current, keep_target
-
-
-def _lcs(a: list[str], b: list[str]) -> list[tuple[int, int]]:
-    """Index pairs of a longest common subsequence (the runs are short)."""
-    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-    for i in range(len(a) - 1, -1, -1):
-        for j in range(len(b) - 1, -1, -1):
-            if a[i] == b[j]:
-                table[i][j] = table[i + 1][j + 1] + 1
-            else:
-                table[i][j] = max(table[i + 1][j], table[i][j + 1])
-    pairs = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        if a[i] == b[j]:
-            pairs.append((i, j))
-            i, j = i + 1, j + 1
-        elif table[i + 1][j] >= table[i][j + 1]:
-            i += 1
-        else:
-            j += 1
-    return pairs
+            gone_by_chain[chain] = gone
+    if wants or not edits or len(flush) * 2 + sum(map(len, gone_by_chain.values())) > MAX_BATCH:
+        return None, {}, wants
+    handles = dict(view.handles)
+    rules: list[tuple[str, int]] = []
+    for chain, gone in gone_by_chain.items():
+        known = handles[chain]
+        rules += [(chain, known[index]) for index in gone]
+        if len(gone) == 1:  # one instance removed: two C-level slices
+            handles[chain] = known[: gone[0]] + known[gone[0] + 1 :]
+            continue
+        ends = zip([-1, *gone], [*gone, len(known)], strict=True)
+        pieces = [known[start + 1 : end] for start, end in ends]
+        handles[chain] = tuple(itertools.chain.from_iterable(pieces))
+    for chain in flush:
+        handles.pop(chain, None)
+    return HandleBatch(tuple(flush), tuple(rules), tuple(flush)), handles, []

@@ -1,8 +1,9 @@
-"""Run iptables-save / iptables-restore (and nothing else) for the manager.
+"""Run iptables-save / iptables-restore for the manager, and delete by nf_tables handle.
 
 The manager talks to a :class:`Runner`; :class:`IptablesRunner` is the real
-one (through processutils), ``novanet.linux.fakes.iptables.FakeIptables`` the
-stateful double used by the unit tests.
+one (iptables through processutils, the change probe and rule handles over
+netlink: canary.py, nftnl.py), ``novanet.linux.fakes.iptables.FakeIptables``
+the stateful double used by the unit tests.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Protocol
 from novanet.exception import ProcessExecutionError
 from novanet.linux import processutils
 from novanet.linux.iptables.canary import LegacyTableShape, NftGeneration
+from novanet.linux.iptables.nftnl import HandleError, NftRules, StaleGeneration
+from novanet.linux.iptables.plan import HandleBatch
+from novanet.linux.iptables.view import RuleHandle
 
 LOG = logging.getLogger(__name__)
 
@@ -41,11 +45,18 @@ class Runner(Protocol):
 
     backend: str
 
+    def watch(self, tables: Sequence[str]) -> None:
+        """The tables the manager manages (the legacy change probe looks at those)."""
+
     def save(self, table: str) -> str:
         """``iptables-save -t TABLE`` output."""
 
-    def restore(self, table: str, text: str) -> None:
-        """``iptables-restore -w --noflush`` of ``text``; raises IptablesRestoreError."""
+    def restore(self, table: str, text: str, learn: bool = True) -> Sequence[RuleHandle] | None:
+        """``iptables-restore -w --noflush`` of ``text``; raises IptablesRestoreError.
+
+        With ``learn``, returns the rules the kernel reported added, in order,
+        when it is certain they are exactly this restore's (None otherwise).
+        """
 
     def token(self) -> Hashable | None:
         """A cheap fingerprint of the ruleset, or None when there is none."""
@@ -55,6 +66,19 @@ class Runner(Protocol):
 
     def token_exact(self) -> bool:
         """True if token() catches every change (else the manager also reads)."""
+
+    def handles(self) -> bool:
+        """True if rule_handles() and delete_by_handle() work (nft with netlink)."""
+
+    def rule_handles(self, table: str, chain: str) -> Sequence[RuleHandle] | None:
+        """The rules of ``chain`` with their handles, in order (None: not available)."""
+
+    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
+        """One transaction, refused (StaleGeneration) if anybody committed since ``token``.
+
+        Returns the token after it (the batch was the next commit); raises
+        HandleError if nf_tables refused it for another reason.
+        """
 
     def close(self) -> None:
         """Release sockets."""
@@ -136,6 +160,8 @@ class IptablesRunner:
         self._kernel_backend: str | None = None if backend == "auto" else backend
         self._canary: NftGeneration | LegacyTableShape | None = None
         self._canary_failed = False
+        self._nft: NftRules | None = None
+        self._handles: bool | None = None
 
     @property
     def kernel_backend(self) -> str:
@@ -145,19 +171,78 @@ class IptablesRunner:
             self._kernel_backend = "legacy" if "(legacy)" in out + err else "nft"
         return self._kernel_backend
 
+    def watch(self, tables: Sequence[str]) -> None:
+        wanted = tuple(dict.fromkeys((*self._tables, *tables)))
+        if wanted != self._tables:
+            self._tables = wanted
+            if isinstance(self._canary, LegacyTableShape):
+                self._canary = LegacyTableShape(self._tables, self._netns)
+
     def save(self, table: str) -> str:
         out, _ = self._run([self._save_cmd, "-t", table])
         return out
 
-    def restore(self, table: str, text: str) -> None:
-        # -w: wait for the xtables lock (legacy; nft ignores it). --noflush:
-        # keep every chain the input does not declare (other programs' rules).
+    def restore(self, table: str, text: str, learn: bool = True) -> list[RuleHandle] | None:
+        nft = self._nft if learn and self.handles() else None
+        watching = False
+        if nft is not None:
+            try:
+                nft.watch()
+                watching = True
+            except OSError as exc:
+                LOG.info("cannot watch nf_tables notifications (%s)", exc)
+        added: list[RuleHandle] | None = None
         try:
+            # -w: wait for the xtables lock (legacy; nft ignores it). --noflush:
+            # keep every chain the input does not declare (other programs' rules).
             self._run([self._restore_cmd, "-w", "--noflush"], input=text, log_errors=False)
         except ProcessExecutionError as exc:
             if exc.returncode is None:
                 raise
             raise restore_error(exc, text) from None
+        finally:
+            if nft is not None and watching:
+                try:
+                    added = nft.added(table)
+                except OSError as exc:
+                    LOG.info("cannot read nf_tables notifications (%s)", exc)
+        return added
+
+    def handles(self) -> bool:
+        if self._handles is None:
+            canary = self._get_canary()
+            token = self.token() if isinstance(canary, NftGeneration) else None
+            if isinstance(token, int):
+                self._nft = NftRules(self._netns)
+                self._handles = self._nft.supported(token)
+                LOG.debug("nf_tables handles %s", "usable" if self._handles else "unusable")
+            elif not isinstance(canary, NftGeneration):
+                self._handles = False
+            else:
+                return False  # the probe failed this time: ask again later
+        return self._handles
+
+    def rule_handles(self, table: str, chain: str) -> list[RuleHandle] | None:
+        if not self.handles() or self._nft is None:
+            return None
+        try:
+            return self._nft.rules(table, chain)
+        except OSError as exc:
+            LOG.info("cannot read the rule handles of %s (%s)", chain, exc)
+            return None
+
+    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
+        if self._nft is None or not isinstance(token, int):
+            raise HandleError(0, "rule handles are not available")
+        try:
+            self._nft.delete(table, batch, token)
+        except (StaleGeneration, HandleError):
+            raise
+        except OSError as exc:
+            raise HandleError(exc.errno or 0, str(exc)) from None
+        # Accepted at generation ``token`` under nf_tables' commit mutex: our
+        # batch was the very next commit.
+        return (token + 1) & 0xFFFFFFFF
 
     def token(self) -> Hashable | None:
         canary = self._get_canary()
@@ -180,6 +265,8 @@ class IptablesRunner:
     def close(self) -> None:
         if self._canary is not None:
             self._canary.close()
+        if self._nft is not None:
+            self._nft.close()
 
     def _get_canary(self) -> NftGeneration | LegacyTableShape | None:
         if self._canary is None and not self._canary_failed:

@@ -12,6 +12,7 @@ from novanet.linux.iptables import (
     IptablesManager,
     IptablesRestoreError,
 )
+from novanet.linux.iptables.plan import HandleBatch
 from tests.unit.linux.test_iptables_seed import (
     add_instance,
     controller,
@@ -53,8 +54,33 @@ def test_adding_an_instance_touches_only_its_chain_and_one_jump() -> None:
     assert fake.chain("nova-compute-inst-10") == fake.chain("nova-compute-inst-9")
 
 
-def test_removing_an_instance_from_a_big_local_chain_is_one_delete() -> None:
+def test_removing_an_instance_from_a_big_local_chain_is_one_delete_by_handle() -> None:
     fake = FakeIptables()
+    mgr = compute_host(fake, {i: f"10.0.{i // 250}.{i % 250 + 2}" for i in range(1, 101)})
+    restores = len(fake.restores)
+    saves = fake.saves
+    jump = fake.rule_handles("filter", "nova-compute-local")[49]  # type: ignore[index]
+    assert jump.target == "nova-compute-inst-50"
+    remove_instance(mgr, 50)
+    mgr.apply()
+    assert (len(fake.restores), fake.saves) == (restores, saves)
+    assert fake.deletions[-1] == (
+        "filter",
+        HandleBatch(
+            flush=("nova-compute-inst-50",),
+            rules=(("nova-compute-local", jump.handle),),
+            delete=("nova-compute-inst-50",),
+        ),
+    )
+    local = fake.chain("nova-compute-local")
+    assert local is not None and len(local) == 99
+    assert "-d 10.0.0.52/32 -j nova-compute-inst-50" not in local
+    assert fake.chain("nova-compute-inst-50") is None
+    assert mgr.check_and_repair(force=True) == []
+
+
+def test_without_handles_removing_an_instance_is_one_delete_by_rule() -> None:
+    fake = FakeIptables(handles=False)  # the legacy backend
     mgr = compute_host(fake, {i: f"10.0.{i // 250}.{i % 250 + 2}" for i in range(1, 101)})
     remove_instance(mgr, 50)
     mgr.apply()
@@ -68,6 +94,91 @@ def test_removing_an_instance_from_a_big_local_chain_is_one_delete() -> None:
     local = fake.chain("nova-compute-local")
     assert local is not None and len(local) == 99
     assert fake.chain("nova-compute-inst-50") is None
+
+
+def test_handles_of_added_rules_are_learned_from_what_the_kernel_reports() -> None:
+    fake = FakeIptables()
+    mgr = compute_host(fake, {i: f"10.0.{i // 250}.{i % 250 + 2}" for i in range(1, 41)})
+    add_instance(mgr, 200, "10.0.3.1")
+    mgr.apply()
+    dumps, restores = fake.dumps, len(fake.restores)
+    remove_instance(mgr, 200)
+    mgr.apply()
+    assert (fake.dumps, len(fake.restores)) == (dumps, restores)  # no read at all
+    assert fake.deletions[-1][1].delete == ("nova-compute-inst-200",)
+    assert fake.chain("nova-compute-inst-200") is None
+    assert len(fake.chain("nova-compute-local") or []) == 40
+
+
+def test_full_sync_reads_the_handles_of_big_chains_its_restore_did_not_report() -> None:
+    fake = FakeIptables()
+    mgr = compute_host(fake, {i: f"10.0.{i // 250}.{i % 250 + 2}" for i in range(1, 101)})
+    assert fake.dumps == 1  # nova-compute-local: 100 rules, too many to learn on the way
+    assert len(mgr.view("filter").handles["nova-compute-local"]) == 100
+    for inst_id in (10, 20):
+        remove_instance(mgr, inst_id)
+        mgr.apply()
+    assert fake.dumps == 1
+    assert len(fake.deletions) == 2 and fake.chain("nova-compute-inst-20") is None
+
+
+def test_handles_unknown_after_a_sync_are_dumped_once() -> None:
+    fake = FakeIptables()
+    mgr = compute_host(fake, {i: f"10.0.{i // 250}.{i % 250 + 2}" for i in range(1, 41)})
+    generation = fake.generation
+    fake.run("-A INPUT -j ACCEPT")  # somebody else writes: our handles may be stale
+    remove_instance(mgr, 10)
+    mgr.apply()  # refused by handle, then read and converged through iptables-restore
+    assert fake.chain("nova-compute-inst-10") is None
+    for inst_id in (20, 30, 40):
+        remove_instance(mgr, inst_id)
+        mgr.apply()
+    assert fake.dumps == 1
+    assert [batch.delete for _, batch in fake.deletions] == [
+        (f"nova-compute-inst-{i}",) for i in (10, 20, 30, 40)
+    ]
+    assert fake.generation == generation + 2 + 3  # the refused batch committed nothing
+    local = fake.chain("nova-compute-local") or []
+    assert len(local) == 36
+    assert not any(f"inst-{i} " in r + " " for r in local for i in (10, 20, 30, 40))
+    assert fake.chain("INPUT") == ["-j nova-compute-INPUT", "-j ACCEPT"]
+    assert mgr.check_and_repair(force=True) == []
+
+
+def test_handles_are_forgotten_when_somebody_else_wrote() -> None:
+    fake = FakeIptables()
+    mgr = compute_host(fake, {i: f"10.0.{i // 250}.{i % 250 + 2}" for i in range(1, 101)})
+    before = fake.listing("filter")
+    fake.recreate("filter")  # same rules, every handle renumbered
+    assert fake.listing("filter") == before
+    assert mgr.check_and_repair() == []  # read: nothing to repair
+    remove_instance(mgr, 20)
+    mgr.apply()
+    local = fake.chain("nova-compute-local") or []
+    assert len(local) == 99
+    assert "-d 10.0.0.22/32 -j nova-compute-inst-20" not in local
+    assert fake.chain("nova-compute-inst-20") is None
+    assert mgr.check_and_repair(force=True) == []
+
+
+def test_a_write_between_our_probe_and_our_deletion_is_refused_and_read() -> None:
+    class Racing(FakeIptables):
+        def delete_by_handle(self, table, batch, token):  # type: ignore[no-untyped-def]
+            if not self.deletions:
+                self.run("-A INPUT -i eth9 -j DROP")  # another program, just now,
+                self.recreate("filter")  # and every handle changed
+            return super().delete_by_handle(table, batch, token)
+
+    fake = Racing()
+    mgr = compute_host(fake, {i: f"10.0.{i // 250}.{i % 250 + 2}" for i in range(1, 101)})
+    remove_instance(mgr, 50)
+    report = mgr.apply()
+    assert report  # done through a read and a restore instead
+    assert fake.chain("nova-compute-inst-50") is None
+    local = fake.chain("nova-compute-local") or []
+    assert len(local) == 99 and "-d 10.0.0.52/32 -j nova-compute-inst-50" not in local
+    assert fake.chain("INPUT") == ["-j nova-compute-INPUT", "-i eth9 -j DROP"]
+    assert mgr.check_and_repair(force=True) == []
 
 
 def test_removing_the_seed_instance_restores_an_empty_host() -> None:
@@ -300,12 +411,27 @@ def test_spelling_iptables_prints_differently_is_learnt() -> None:
     declare_compute(mgr)
     mgr.ipv4["filter"].add_rule("provider", "-m foo --bar 1 -j ACCEPT")
     mgr.full_sync()
-    assert mgr.ipv4["filter"].rules("provider") == ["-m foo --bar 0x1 -j ACCEPT"]
+    # The table keeps the caller's rule; the manager's view knows the kernel's text.
+    assert mgr.ipv4["filter"].rules("provider") == ["-m foo --bar 1 -j ACCEPT"]
+    view = mgr.view("filter")
+    assert view.chains["nova-compute-provider"] == ("-m foo --bar 0x1 -j ACCEPT",)
+    assert view.spellings == {"-m foo --bar 1 -j ACCEPT": "-m foo --bar 0x1 -j ACCEPT"}
     restores = len(fake.restores)
     assert mgr.check_and_repair(force=True) == []
     assert len(fake.restores) == restores
-    # The caller may keep using its own spelling.
+    # Tampering rewrites the chain in the kernel's spelling, without a read-back.
+    fake.run("-F nova-compute-provider")
+    saves = fake.saves
+    assert mgr.check_and_repair() != []
+    assert fake.chain("nova-compute-provider") == ["-m foo --bar 0x1 -j ACCEPT"]
+    assert fake.saves == saves + 2  # filter and nat read once, no read-back
+    # The caller may keep using its own spelling; a rule gone from the model
+    # takes its learned spelling with it at the next read.
     assert mgr.ipv4["filter"].remove_rule("provider", "-m foo --bar 1 -j ACCEPT")
+    mgr.apply()
+    assert fake.chain("nova-compute-provider") == []
+    mgr.check_and_repair(force=True)
+    assert mgr.view("filter").spellings == {}
 
 
 def test_concurrent_changes_from_threads_all_land() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from novanet.linux.iptables import InvalidChainName, IptablesTable, Naming
@@ -11,7 +9,7 @@ from novanet.linux.iptables.names import jump_target
 
 
 def table(binary: str = "compute", prefix: str = "nova") -> IptablesTable:
-    return IptablesTable("filter", Naming(prefix, binary), threading.RLock(), {})
+    return IptablesTable("filter", Naming(prefix, binary))
 
 
 def test_wrapped_names_and_expansion() -> None:
@@ -62,14 +60,46 @@ def test_remove_chain_removes_jumps_to_it_everywhere() -> None:
 def test_set_rules_replaces_and_tracks_changes() -> None:
     t = table()
     t.add_chain("inst-9")
-    t.clear_pending()
+    t.take_changes()
     t.set_rules("inst-9", ["-j DROP"])
-    assert t.pending() == ({"nova-compute-inst-9"}, False)
-    t.clear_pending()
+    changes = t.take_changes()
+    assert changes.chains == {"nova-compute-inst-9": ("-j DROP",)} and not changes.shared
     t.set_rules("inst-9", ["-j DROP"])
-    assert not t.has_pending()
+    assert not t.take_changes()
     t.add_rule("FORWARD", "-j ACCEPT", wrap=False)
-    assert t.pending() == (set(), True)
+    changes = t.take_changes()
+    assert changes.chains == {} and changes.shared
+    t.remove_chain("inst-9")
+    assert t.take_changes().chains == {"nova-compute-inst-9": None}
+
+
+def test_snapshots_are_copies_not_live_lists() -> None:
+    t = table()
+    t.add_chain("local")
+    t.add_rule("local", "-d 10.0.0.2 -j ACCEPT")
+    snap = t.snapshot()
+    t.add_rule("local", "-d 10.0.0.3 -j ACCEPT")
+    assert snap.chains["nova-compute-local"] == ("-d 10.0.0.2/32 -j ACCEPT",)
+    assert snap.shared["INPUT"] == ()
+    assert t.snapshot().chains["nova-compute-local"] == (
+        "-d 10.0.0.2/32 -j ACCEPT",
+        "-d 10.0.0.3/32 -j ACCEPT",
+    )
+
+
+def test_removing_a_chain_among_thousands_finds_its_jumps_directly() -> None:
+    t = table()
+    t.add_chain("local")
+    for i in range(3000):
+        t.add_chain(f"inst-{i}")
+        t.add_rule("local", f"-d 10.1.{i // 250}.{i % 250 + 1} -j $inst-{i}")
+    t.add_rule("local", "-d 10.9.9.9 -j $inst-1500")  # a second jump to the same chain
+    t.take_changes()
+    t.remove_chain("inst-1500")
+    rules = t.rules("local")
+    assert len(rules) == 2999
+    assert not any("inst-1500" in rule for rule in rules)
+    assert t.take_changes().chains.keys() == {"nova-compute-local", "nova-compute-inst-1500"}
 
 
 def test_unknown_chains_and_long_names_are_refused() -> None:

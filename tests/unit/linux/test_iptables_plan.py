@@ -5,7 +5,9 @@ from __future__ import annotations
 from novanet.linux.fakes.iptables import FakeIptables
 from novanet.linux.iptables.names import Naming
 from novanet.linux.iptables.parse import parse_save
-from novanet.linux.iptables.plan import SMALL_CHAIN, Plan, diff_ops, plan_sync
+from novanet.linux.iptables.plan import SMALL_CHAIN, Plan, diff_ops
+from novanet.linux.iptables.sync import plan_sync
+from novanet.linux.iptables.view import Desired, KernelView
 
 NAMING = Naming("nova", "api")
 BUILTINS = ("INPUT", "FORWARD", "OUTPUT")
@@ -50,6 +52,15 @@ def test_duplicates_are_deleted_by_position() -> None:
     assert apply_to(old, "c", ops) == new
 
 
+def test_deletions_anywhere_plus_appends_are_edits() -> None:
+    old = rules(100)
+    old[70] = old[71]  # a duplicate
+    new = old[:5] + old[6:70] + old[71:] + ["-j DROP", "-j RETURN"]
+    ops = diff_ops("c", tuple(old), tuple(new))
+    assert ops is not None and len(ops) == 4
+    assert apply_to(old, "c", ops) == new
+
+
 def test_many_changes_become_a_rewrite() -> None:
     old = rules(100)
     assert diff_ops("c", old, old[::-1]) is None
@@ -64,12 +75,25 @@ def sync(kernel: dict[str, list[str]], shared: dict[str, list[str]]) -> list[str
     for chain, content in kernel.items():
         for rule in content:
             fake.run(f"-A {chain} {rule}")
-    plan = plan_sync(
-        parse_save(fake.save("filter"), "filter"), {}, shared, {}, NAMING, BUILTINS, False
-    )
+    plan, _ = sync_plan(fake, shared, NAMING)
     if not plan.empty():
         fake.restore("filter", plan.render())
     return fake.chain("FORWARD") or []
+
+
+def sync_plan(
+    fake: FakeIptables, shared: dict[str, list[str]], naming: Naming
+) -> tuple[Plan, KernelView]:
+    # The binary's own chains the shared rules jump to (empty in the kernel too).
+    owned = {
+        target: ()
+        for rules in shared.values()
+        for rule in rules
+        if (target := rule.split()[-1]) and naming.owns(target)
+    }
+    desired = Desired("filter", owned, {chain: tuple(rules) for chain, rules in shared.items()})
+    dump = parse_save(fake.save("filter"), "filter")
+    return plan_sync(desired, KernelView(), dump, naming, False)
 
 
 def chains(*names: str) -> dict[str, list[str]]:
@@ -120,15 +144,7 @@ def test_jumps_are_ranked_network_compute_api_others_and_before_foreign() -> Non
         wanted = [f"-j nova-{binary}-FORWARD"]
         if binary == "network":
             wanted.append("-j nova-filter-top")
-        plan = plan_sync(
-            parse_save(fake.save("filter"), "filter"),
-            {},
-            {"FORWARD": wanted},
-            {},
-            naming,
-            BUILTINS,
-            False,
-        )
+        plan, _ = sync_plan(fake, {"FORWARD": wanted}, naming)
         if not plan.empty():
             fake.restore("filter", plan.render())
         kernel["FORWARD"] = fake.chain("FORWARD") or []
@@ -153,15 +169,7 @@ def test_only_misplaced_rules_of_ours_move() -> None:
             fake.run(f"-N {chain}")
     for rule in kernel["FORWARD"]:
         fake.run(f"-A FORWARD {rule}")
-    plan = plan_sync(
-        parse_save(fake.save("filter"), "filter"),
-        {},
-        {"FORWARD": ["-j nova-filter-top", "-j nova-api-FORWARD"]},
-        {},
-        NAMING,
-        BUILTINS,
-        False,
-    )
+    plan, _ = sync_plan(fake, {"FORWARD": ["-j nova-filter-top", "-j nova-api-FORWARD"]}, NAMING)
     assert plan.shared_ops == ["-I FORWARD 3 -j nova-api-FORWARD"]
 
 

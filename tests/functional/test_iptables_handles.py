@@ -1,0 +1,162 @@
+"""Deletion by nf_tables handle, concurrent writers, and the mangle/raw tables, on real iptables."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import pytest
+
+from novanet.linux.iptables import IptablesManager, IptablesRunner
+from novanet.linux.iptables.nftnl import StaleGeneration
+from novanet.linux.iptables.plan import HandleBatch
+from novanet.linux.iptables.view import RuleHandle
+from tests.lib import netns as netns_lib
+from tests.unit.linux.test_iptables_seed import add_instance, declare_compute, remove_instance
+
+pytestmark = pytest.mark.root
+
+INSTANCES = {i: f"10.0.{i // 250}.{i % 250 + 2}" for i in range(1, 41)}
+
+
+class CountingRunner(IptablesRunner):
+    """The real runner, counting what went to the kernel which way."""
+
+    def __init__(self, ns: netns_lib.Namespace, backend: str) -> None:
+        super().__init__(backend, netns=ns.name)
+        self.ns = ns
+        self.counts = {"restore": 0, "dump": 0, "delete": 0, "refused": 0}
+
+    def restore(self, table: str, text: str, learn: bool = True) -> list[RuleHandle] | None:
+        self.counts["restore"] += 1
+        return super().restore(table, text, learn)
+
+    def rule_handles(self, table: str, chain: str) -> list[RuleHandle] | None:
+        self.counts["dump"] += 1
+        return super().rule_handles(table, chain)
+
+    def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
+        self.counts["delete"] += 1
+        try:
+            return super().delete_by_handle(table, batch, token)
+        except StaleGeneration:
+            self.counts["refused"] += 1
+            raise
+
+
+def listing(ns: netns_lib.Namespace, backend: str, table: str = "filter") -> list[str]:
+    return ns.run([f"iptables-{backend}", "-t", table, "-S"]).stdout.splitlines()
+
+
+def host(runner: CountingRunner, tables: Sequence[str] = ("filter", "nat")) -> IptablesManager:
+    mgr = IptablesManager("compute", runner, tables=tables)
+    declare_compute(mgr, INSTANCES)
+    mgr.full_sync()
+    return mgr
+
+
+def expected_local(ids: Sequence[int]) -> list[str]:
+    return [f"-A nova-compute-local -d {INSTANCES[i]}/32 -j nova-compute-inst-{i}" for i in ids]
+
+
+def local_of(ns: netns_lib.Namespace, backend: str) -> list[str]:
+    return [line for line in listing(ns, backend) if line.startswith("-A nova-compute-local ")]
+
+
+def test_nft_removal_is_one_deletion_by_handle(netns: netns_lib.Namespace) -> None:
+    runner = CountingRunner(netns, "nft")
+    mgr = host(runner)
+    assert runner.handles()
+    add_instance(mgr, 77, "10.0.9.9")
+    mgr.apply()
+    runner.counts.update(restore=0, dump=0)
+    remove_instance(mgr, 77)  # handle learned from the kernel's report of the add
+    mgr.apply()
+    assert runner.counts == {"restore": 0, "dump": 0, "delete": 1, "refused": 0}
+    mgr.close()
+    # A restarted agent finds everything in place: it writes nothing, so the
+    # kernel reports no handle; it reads those of nova-compute-local once.
+    runner = CountingRunner(netns, "nft")
+    mgr = host(runner)
+    assert runner.counts == {"restore": 0, "dump": 1, "delete": 0, "refused": 0}
+    remove_instance(mgr, 20)
+    mgr.apply()
+    remove_instance(mgr, 30)
+    mgr.apply()
+    assert runner.counts == {"restore": 0, "dump": 1, "delete": 2, "refused": 0}
+    rules = listing(netns, "nft")
+    assert local_of(netns, "nft") == expected_local([i for i in INSTANCES if i not in (20, 30)])
+    assert "-N nova-compute-inst-20" not in rules and "-N nova-compute-inst-77" not in rules
+    assert mgr.check_and_repair(force=True) == []
+    mgr.close()
+
+
+def test_a_write_between_our_probe_and_our_deletion_is_refused_by_the_kernel(
+    netns: netns_lib.Namespace,
+) -> None:
+    class Racing(CountingRunner):
+        def delete_by_handle(self, table: str, batch: HandleBatch, token: Hashable) -> Hashable:
+            if not self.counts["delete"]:
+                self.ns.run(["iptables-nft", "-w", "-A", "INPUT", "-i", "eth9", "-j", "DROP"])
+            return super().delete_by_handle(table, batch, token)
+
+    runner = Racing(netns, "nft")
+    mgr = host(runner)
+    remove_instance(mgr, 10)
+    assert mgr.apply()  # refused, then read and converged through iptables-restore
+    assert runner.counts["refused"] == 1
+    assert local_of(netns, "nft") == expected_local([i for i in INSTANCES if i != 10])
+    assert [line for line in listing(netns, "nft") if line.startswith("-A INPUT")] == [
+        "-A INPUT -j nova-compute-INPUT",
+        "-A INPUT -i eth9 -j DROP",
+    ]
+    assert mgr.check_and_repair(force=True) == []
+    mgr.close()
+
+
+def test_handles_are_relearned_after_another_program_rewrote_our_chain(
+    netns: netns_lib.Namespace,
+) -> None:
+    runner = CountingRunner(netns, "nft")
+    mgr = host(runner)
+    remove_instance(mgr, 5)
+    mgr.apply()
+    # Somebody deletes and re-adds our jumps: same text, new handles.
+    again = ["*filter", ":nova-compute-local - [0:0]", *local_of(netns, "nft"), "COMMIT", ""]
+    netns.run(["iptables-nft-restore", "-w", "--noflush"], input="\n".join(again))
+    assert mgr.check_and_repair() == []  # same rules: nothing to repair
+    remove_instance(mgr, 6)
+    mgr.apply()
+    assert local_of(netns, "nft") == expected_local([i for i in INSTANCES if i not in (5, 6)])
+    assert mgr.check_and_repair(force=True) == []
+    mgr.close()
+
+
+@pytest.mark.parametrize("backend", ["nft", "legacy"])
+def test_mangle_and_raw_tables_are_managed_and_repaired(
+    netns: netns_lib.Namespace, backend: str
+) -> None:
+    runner = CountingRunner(netns, backend)
+    mgr = IptablesManager("network", runner, tables=("filter", "nat", "mangle", "raw"))
+    mgr.ipv4["mangle"].add_rule(
+        "POSTROUTING", "-o br100 -p udp --dport 68 -j CHECKSUM --checksum-fill"
+    )
+    mgr.ipv4["raw"].add_rule("PREROUTING", "-p udp -m udp --dport 4789 -j NOTRACK")
+    mgr.full_sync()
+    mangle = listing(netns, backend, "mangle")
+    assert "-A POSTROUTING -j nova-network-POSTROUTING" in mangle
+    assert (
+        "-A nova-network-POSTROUTING -o br100 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill"
+    ) in mangle
+    assert "-A PREROUTING -j nova-network-PREROUTING" in listing(netns, backend, "raw")
+    assert "-A nova-network-PREROUTING -p udp -m udp --dport 4789 -j NOTRACK" in listing(
+        netns, backend, "raw"
+    )
+    assert mgr.check_and_repair() == []
+    # The change probe watches mangle too (legacy: its shape changes).
+    netns.run([f"iptables-{backend}", "-w", "-t", "mangle", "-F", "nova-network-POSTROUTING"])
+    assert mgr.check_and_repair() != []
+    assert (
+        "-A nova-network-POSTROUTING -o br100 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill"
+    ) in listing(netns, backend, "mangle")
+    assert mgr.check_and_repair() == []
+    mgr.close()
