@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from novanet.exception import NovanetError
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def current(engine: Engine) -> str | None:

@@ -35,6 +35,7 @@ FALLBACK_KEY_NAME = "default"
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
+OCTETS = "application/octet-stream"
 
 # A key comment short and plain enough to serve as the key's name in
 # ``public-keys/`` (it ends up in a line-oriented listing).
@@ -51,7 +52,7 @@ class InstanceMetadata:
     name: str  # the display name
     hostname: str  # a DNS label
     fixed_ip: str
-    user_data: str | None = None
+    user_data: bytes | None = None
     public_key: str | None = None
 
 
@@ -180,7 +181,7 @@ def ec2_tree(md: InstanceMetadata, dhcp_domain: str) -> Directory:
         )
     top: dict[str, Node] = {"meta-data": Directory(meta)}
     if md.user_data is not None:
-        top["user-data"] = md.user_data.encode()
+        top["user-data"] = md.user_data
     return Directory(top)
 
 
@@ -210,7 +211,14 @@ def listing(directory: Directory) -> bytes:
 
 
 def _text(body: bytes | str) -> Reply:
-    return Reply(200, TEXT, body if isinstance(body, bytes) else body.encode())
+    if isinstance(body, str):
+        return Reply(200, TEXT, body.encode())
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        # Binary user data (a gzip'd cloud-config...) is served as it is, not as text.
+        return Reply(200, OCTETS, body)
+    return Reply(200, TEXT, body)
 
 
 def resolve(segments: list[str], md: InstanceMetadata, dhcp_domain: str) -> Reply:
@@ -247,5 +255,5 @@ def _resolve_openstack(rest: list[str], md: InstanceMetadata, dhcp_domain: str) 
         body = json.dumps(openstack_meta_data(md, dhcp_domain), sort_keys=True).encode()
         return Reply(200, JSON, body)
     if rest[0] == "user_data" and md.user_data is not None:
-        return _text(md.user_data.encode())
+        return _text(md.user_data)
     return error(404)
