@@ -11,7 +11,6 @@ logic is tested with fakes; the daemon (service.py) wires the real ones.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from typing import Any, Protocol
@@ -20,13 +19,14 @@ from oslo_config import cfg
 
 from novanet.db import instances, services
 from novanet.db.api import Database
-from novanet.dhcp.labels import dns_label
+from novanet.dhcp.labels import first_free, hostname_candidates
 from novanet.dhcp.models import DhcpHost, DhcpNetwork
-from novanet.exception import NotFound, NovanetError, ServiceUnavailable
+from novanet.exception import NotFound, ServiceUnavailable
 from novanet.ipam import networks as nets
 from novanet.ipam import pool, queries
 from novanet.ipam.networks import NetworkRow
 from novanet.network import rules as controller_rules
+from novanet.network.lifecycle import InstanceLifecycle
 from novanet.rpc.objects import InstanceNetwork
 
 LOG = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def dhcp_network(net: NetworkRow) -> DhcpNetwork:
     )
 
 
-class NetworkManager:
+class NetworkManager(InstanceLifecycle):
     def __init__(
         self,
         conf: cfg.ConfigOpts,
@@ -98,8 +98,7 @@ class NetworkManager:
         self.host = conf.host
         self._networks: dict[int, NetworkRow] = {}
         self._lock = threading.RLock()
-        # One lifecycle operation per instance at a time.
-        self._instance_locks: dict[str, threading.Lock] = {}
+        self._init_lifecycle()
 
     # -- the host ------------------------------------------------------------------
 
@@ -160,11 +159,25 @@ class NetworkManager:
             return changes
 
     def hosts(self, network_id: int) -> list[DhcpHost]:
-        """dnsmasq's hosts for a network (the driver's hosts provider)."""
-        return [
-            DhcpHost(h.mac, h.hostname, h.address)
-            for h in queries.hosts_for_network(self.db, network_id)
-        ]
+        """dnsmasq's hosts for a network (the driver's hosts provider).
+
+        Hostnames are unique per network (creates choose them so); rows
+        from before that rule may share one, and the later instance is then
+        served under its instance name, so that a name resolves to one guest.
+        """
+        hosts = []
+        seen: set[str] = set()
+        for h in queries.hosts_for_network(self.db, network_id):
+            hostname = h.hostname
+            if hostname in seen and h.instance_id is not None:
+                name = self.conf.instance_name_template % h.instance_id
+                hostname = first_free(hostname_candidates(name, name), seen) or hostname
+            seen.add(hostname)
+            hosts.append(DhcpHost(h.mac, hostname, h.address))
+        return hosts
+
+    def _dhcp_network(self, network_id: int) -> DhcpNetwork:
+        return dhcp_network(self._networks.get(network_id) or nets.get_network(self.db, network_id))
 
     # -- periodic tasks -------------------------------------------------------------
 
@@ -192,10 +205,6 @@ class NetworkManager:
             )
 
     # -- instances ------------------------------------------------------------------
-
-    def _instance_lock(self, key: str) -> threading.Lock:
-        with self._lock:
-            return self._instance_locks.setdefault(key, threading.Lock())
 
     def _network_for_allocation(self) -> NetworkRow:
         with self._lock:
@@ -243,127 +252,6 @@ class NetworkManager:
             f"no compute host {host!r} has reported in (is novanet-compute running there?)"
         )
 
-    def create_instance(
-        self,
-        *,
-        display_name: str,
-        host: str,
-        vif_type: str,
-        mac: str | None = None,
-        user_data: str | None = None,
-        public_key: str | None = None,
-    ) -> InstanceNetwork:
-        """Allocate, update dnsmasq, have the compute host plug and filter; undo on failure."""
-        self.check_host_up(host)
-        net = self._network_for_allocation()
-        inst = instances.create_instance(
-            self.db,
-            display_name=display_name,
-            hostname="-",  # set below, once the id (the fallback name) is known
-            host=host,
-            vif_type=vif_type,
-            user_data=user_data,
-            public_key=public_key,
-        )
-        name = self.conf.instance_name_template % inst.id
-        instances.update_instance(self.db, inst.id, hostname=dns_label(display_name, name))
-        with self._instance_lock(inst.uuid):
-            try:
-                alloc = pool.allocate_for_instance(
-                    self.db, network_id=net.id, instance_uuid=inst.uuid, mac=mac
-                )
-            except NovanetError:
-                instances.delete_instance_row(self.db, inst.id)
-                raise
-            self.dhcp.reload_allocations(dhcp_network(net))
-            described = self.describe(
-                instances.get_instance(self.db, inst.id),
-                instances.Port(alloc.address, alloc.mac, net.id),
-            )
-            try:
-                reply = self._compute().setup_instance(
-                    described, timeout=self.conf.instance_create_timeout
-                )
-            except Exception as exc:
-                self._undo_create(described, net)
-                raise ServiceUnavailable(
-                    f"compute host {host} did not plug the instance: {_one_line(exc)}; "
-                    "the address went back to the pool"
-                ) from None
-            devname = reply.get("devname") if isinstance(reply, dict) else None
-            instances.update_instance(self.db, inst.id, state="active", vif_devname=devname)
-            LOG.info(
-                "instance %s (%s) on %s: %s %s %s",
-                name,
-                display_name,
-                host,
-                alloc.address,
-                alloc.mac,
-                devname,
-            )
-            return dataclasses.replace(described, devname=devname)
-
-    def _compute(self) -> Compute:
-        if self.compute is None:
-            raise ServiceUnavailable("no RPC transport to reach compute hosts")
-        return self.compute
-
-    def _undo_create(self, described: InstanceNetwork, net: NetworkRow) -> None:
-        try:
-            # The agent may still finish the plug after our timeout: a teardown
-            # queued behind it removes whatever it made (it is idempotent).
-            self._compute().teardown_instance(described, timeout=5)
-        except Exception as exc:  # noqa: BLE001 - the agent's resync cleans up
-            LOG.warning(
-                "could not tear down %s on %s (%s); its agent removes it when it resyncs",
-                described.name,
-                described.host,
-                _one_line(exc),
-            )
-        pool.deallocate_for_instance(self.db, described.uuid)
-        pool.free_unleased(self.db, described.uuid)
-        instances.delete_instance_row(self.db, described.id)
-        self.dhcp.reload_allocations(dhcp_network(net))
-
-    def delete_instance(self, instance_uuid: str) -> dict[str, Any]:
-        """Unplug on the compute host, release the address, forget the instance."""
-        inst = instances.get_by_uuid(self.db, instance_uuid)
-        with self._instance_lock(inst.uuid):
-            instances.update_instance(self.db, inst.id, state="deleting")
-            notes = []
-            try:
-                described: InstanceNetwork | None = self.describe(inst)
-            except NotFound:
-                described = None
-            if described is not None:
-                try:
-                    self._compute().teardown_instance(
-                        described, timeout=self.conf.instance_create_timeout
-                    )
-                except Exception as exc:  # noqa: BLE001 - carry on, the agent resyncs
-                    notes.append(
-                        f"compute host {inst.host} did not answer ({_one_line(exc)}): "
-                        "its device and chain go when its agent resyncs"
-                    )
-            self._release(inst.uuid)
-            instances.delete_instance_row(self.db, inst.id)
-        with self._lock:
-            self._instance_locks.pop(inst.uuid, None)
-        LOG.info("deleted instance %s (%s)", inst.uuid, inst.display_name)
-        return {"uuid": inst.uuid, "notes": notes}
-
-    def _release(self, instance_uuid: str) -> None:
-        for address, mac, network_id in pool.deallocate_for_instance(self.db, instance_uuid):
-            net = dhcp_network(
-                self._networks.get(network_id) or nets.get_network(self.db, network_id)
-            )
-            if self.conf.force_dhcp_release:
-                # Hostsfile rewritten and dnsmasq reloaded BEFORE the release,
-                # so the guest cannot renew in between (the driver does both).
-                self.dhcp.release(net, address, mac)
-            else:
-                self.dhcp.reload_allocations(net)
-
     def allocate_for_instance(self, instance_uuid: str, mac: str | None = None) -> InstanceNetwork:
         inst = instances.get_by_uuid(self.db, instance_uuid)
         net = self._network_for_allocation()
@@ -400,8 +288,3 @@ class NetworkManager:
 
     def report_state(self, host: str, binary: str, topic: str) -> None:
         services.heartbeat(self.db, host, binary, topic)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
