@@ -8,6 +8,7 @@ from typing import Any
 from novanet.manage import common, rpcclient
 from novanet.manage.context import Context
 from novanet.manage.output import emit
+from novanet.manage.progress import Progress
 
 COLUMNS = [
     "id",
@@ -92,8 +93,10 @@ def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
         dns2=args.dns2,
         fixed_cidr=args.fixed_cidr,
         multi_host=args.multi_host if args.multi_host is not None else conf.multi_host,
+        max_network_size=conf.max_network_size,
     )
-    created = networks.create_networks(ctx.database(), plans)
+    with Progress(f"network create {', '.join(str(p.cidr) for p in plans)}") as progress:
+        created = networks.create_networks(ctx.database(), plans, progress=progress.update)
     emit(ctx.out, COLUMNS, _rows(created), common.fmt(args))
     rpcclient.notify_networks_changed(ctx.conf)
     return 0
