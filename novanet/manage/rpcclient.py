@@ -96,8 +96,8 @@ class _Api:
             return clean
         if isinstance(exc, oslo_messaging.MessagingTimeout):
             return ServiceUnavailable(
-                f"novanet-network did not answer within {self._timeout:.0f} s "
-                f"(is it running? RabbitMQ at {self._url} is reachable)"
+                f"novanet-network did not answer within {self._timeout:.0f} s: is it "
+                f"running? (RabbitMQ at {self._url} answers)"
             )
         if isinstance(exc, oslo_messaging.MessagingException):
             reason = errors.first_line(rpc.display_url(str(exc))) or type(exc).__name__
