@@ -265,7 +265,8 @@ class InstanceLifecycle:
                 if current.updated_at != repair.instance.updated_at:
                     continue  # changed since it was read: the next pass decides
                 notes = self._delete(current, UNDO_TIMEOUT)
-            except NotFound:
+            except NotFound:  # deleted meanwhile
+                self._forget_lock(repair.instance.uuid)
                 continue
             finally:
                 lock.release()
