@@ -31,6 +31,7 @@ from novanet.dhcp.labels import dns_label, first_free, hostname_candidates
 from novanet.exception import Conflict, NotFound, ServiceUnavailable
 from novanet.ipam import pool
 from novanet.network import reconcile
+from novanet.rpc.errors import first_line
 from novanet.rpc.objects import InstanceNetwork
 
 if TYPE_CHECKING:
@@ -277,5 +278,4 @@ class InstanceLifecycle:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return first_line(str(exc)) or type(exc).__name__
