@@ -1,7 +1,7 @@
 """nova-manage's network fields: project and priority; several networks on one bridge.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01
 
 ``network create --num_networks N`` puts all N networks on one bridge, as
@@ -23,7 +23,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -30,6 +30,7 @@ MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 IPV4_RE = re.compile(r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$")
 ACTIONS = ("init", "add", "old", "del")
 SOCKET_TIMEOUT = 10.0
+MAX_NETWORK_ID = 2**31 - 1  # an INTEGER column; the daemon refuses larger ids too
 
 
 class Usage(Exception):
@@ -55,8 +56,9 @@ def parse(argv: list[str], environ: dict[str, str]) -> dict[str, object]:
             raise Usage(f"{ip!r} is not an IPv4 address")
         event.update(mac=mac.lower(), address=ip)
     raw_id = environ.get("NOVANET_NETWORK_ID", "")
-    if not raw_id.isdigit() or int(raw_id) < 1:
-        raise Usage(f"NOVANET_NETWORK_ID must be a network id, not {raw_id!r}")
+    digits = raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 10
+    if not digits or not 1 <= int(raw_id) <= MAX_NETWORK_ID:
+        raise Usage(f"NOVANET_NETWORK_ID must be a network id, not {raw_id[:40]!r}")
     event["network_id"] = int(raw_id)
     return event
 

@@ -11,17 +11,16 @@ from collections.abc import Callable
 from typing import Any
 
 from novanet.compute.manager import ComputeManager
-from novanet.exception import BadRequest, NovanetError
+from novanet.exception import BadRequest
+from novanet.rpc import errors
 from novanet.rpc import transport as rpc
 from novanet.rpc.objects import InstanceNetwork
 
 LOG = logging.getLogger(__name__)
 
 
-def _expected(func: Any) -> Any:
-    import oslo_messaging
-
-    return oslo_messaging.expected_exceptions(NovanetError)(func)
+# One line per refusal in the log, the traceback once per failure (novanet.rpc.errors).
+_expected = errors.endpoint("novanet-compute")
 
 
 class ComputeEndpoint:

@@ -71,6 +71,17 @@ network_opts = [
         help="Default number of addresses per network for 'network create'. Unset: "
         "the range divided by the number of networks.",
     ),
+    cfg.IntOpt(
+        "max_network_size",
+        default=65536,
+        min=4,
+        help="Most addresses one 'novanet-manage network create' may create (one "
+        "network, or all of them with --num_networks), a /16 by default. Each address "
+        "is a row of the fixed_ips table: a /16 is written in about a second, a /8 "
+        "would be 16.7 million rows. A larger request is refused at once, before "
+        "anything is written; raise this only for a network that really needs it "
+        "(dnsmasq then serves it from the hostsdir, see dhcp_hostsdir_threshold).",
+    ),
     cfg.StrOpt(
         "public_interface",
         default="eth0",

@@ -53,6 +53,45 @@ def _create(url: str, **kwargs: Any) -> Engine:
         ) from None
 
 
+# The database holds every instance's user data and keys: owner only. SQLite
+# gives the -wal and -shm files it creates the mode of the database file.
+DB_MODE = 0o600
+# Modes a database file may keep: owner read/write, group read (0640).
+DB_MODE_ALLOWED = 0o640
+# state_path: dnsmasq (as nobody) must pass through it to networks_path,
+# nobody may list it.
+DB_DIR_MODE = 0o711
+
+
+def private_sqlite_file(database: str) -> None:
+    """Create the SQLite file owner-only, or take group write and others' bits from one.
+
+    Before novanet tightened it, the file (and its -wal/-shm) was created
+    0644: any local user could read user data and keys.
+    """
+    path = os.path.abspath(database)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=DB_DIR_MODE, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, DB_MODE)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UsageError(f"cannot create the database {path}: {exc.strerror}") from None
+    else:
+        os.close(fd)  # an empty file is an empty SQLite database
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        try:
+            mode = os.stat(name).st_mode & 0o7777
+            if mode & ~DB_MODE_ALLOWED:
+                os.chmod(name, mode & DB_MODE_ALLOWED)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            continue  # not ours (a read-only user of someone else's file): leave it
+
+
 def _sqlite_pragmas(busy_timeout: int) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # The dhcp-script, novanet-manage and the daemon share the file:
@@ -76,9 +115,7 @@ def make_engine(url: str, *, busy_timeout: int = 30, echo: bool = False) -> Engi
     if parsed.drivername.startswith("sqlite"):
         database = parsed.database
         if database and database != ":memory:":
-            directory = os.path.dirname(os.path.abspath(database))
-            if not os.path.isdir(directory):
-                os.makedirs(directory, mode=0o755, exist_ok=True)
+            private_sqlite_file(database)
         kwargs["connect_args"] = {"timeout": busy_timeout}
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import re
 import uuid as uuidlib
 from typing import Any
 
@@ -26,7 +27,7 @@ class InstanceRow:
     vif_type: str
     vif_devname: str | None
     state: str
-    user_data: str | None
+    user_data: bytes | None
     public_key: str | None
     created_at: datetime.datetime
     updated_at: datetime.datetime
@@ -44,14 +45,15 @@ def create_instance(
     hostname: str,
     host: str,
     vif_type: str,
-    user_data: str | None = None,
+    user_data: bytes | None = None,
     public_key: str | None = None,
+    uuid: str | None = None,
 ) -> InstanceRow:
     now = utcnow()
     with db.transaction() as conn:
         result = conn.execute(
             INSTANCES.insert().values(
-                uuid=str(uuidlib.uuid4()),
+                uuid=uuid or str(uuidlib.uuid4()),
                 display_name=display_name,
                 hostname=hostname,
                 host=host,
@@ -83,44 +85,102 @@ def get_by_uuid(db: Database, uuid: str) -> InstanceRow:
     return InstanceRow.from_row(row)
 
 
+def exists(db: Database, uuid: str) -> bool:
+    with db.reader() as conn:
+        return (
+            conn.execute(sa.select(INSTANCES.c.id).where(INSTANCES.c.uuid == uuid)).first()
+            is not None
+        )
+
+
 def find_instance(db: Database, ref: str, name_template: str = "instance-%08x") -> InstanceRow:
-    """An instance by integer id, uuid, instance name (instance-00000009) or display name."""
+    """An instance by integer id, uuid, instance name (instance-00000009) or display name.
+
+    A reference that means two different instances (an instance named "2"
+    and the instance with id 2) is refused, naming both: guessing could
+    delete the wrong one.
+    """
     ref = (ref or "").strip()
     if not ref:
         raise UsageError("an instance id, uuid or name is required")
+    matches: dict[int, tuple[Any, str]] = {}  # id -> (row, how ref names it)
     with db.reader() as conn:
         query = sa.select(INSTANCES)
-        if ref.isdigit():
-            rows = conn.execute(query.where(INSTANCES.c.id == int(ref))).all()
-        else:
-            rows = conn.execute(query.where(INSTANCES.c.uuid == ref)).all()
-        if not rows:
-            rows = conn.execute(query.where(INSTANCES.c.display_name == ref)).all()
-        if not rows:
-            rows = [
-                row
-                for row in conn.execute(query).all()
-                if _instance_name(name_template, row.id) == ref
-            ]
-    if not rows:
+        by_id = [int(ref)] if ref.isdigit() and int(ref) <= MAX_ID else []
+        by_id += [i for i in [_id_from_name(name_template, ref)] if i is not None]
+        for row in conn.execute(query.where(INSTANCES.c.id.in_(by_id))).all():
+            how = "id" if str(row.id) == ref else "instance name"
+            matches.setdefault(row.id, (row, how))
+        for row in conn.execute(query.where(INSTANCES.c.uuid == ref)).all():
+            matches.setdefault(row.id, (row, "uuid"))
+        named = conn.execute(query.where(INSTANCES.c.display_name == ref)).all()
+        for row in named:
+            matches.setdefault(row.id, (row, "display name"))
+    if not matches:
         raise NotFound(f"no instance {ref!r}")
-    if len(rows) > 1:
-        ids = ", ".join(str(r.id) for r in rows)
-        raise Conflict(f"{len(rows)} instances are named {ref!r} (ids {ids}); use an id or uuid")
-    return InstanceRow.from_row(rows[0])
+    if len(matches) > 1:
+        if len(named) == len(matches):
+            ids = ", ".join(str(r.id) for r in named)
+            raise Conflict(
+                f"{len(named)} instances are named {ref!r} (ids {ids}); use an id or uuid"
+            )
+        candidates = "; ".join(
+            f"instance {row.id} ({row.display_name}, {row.uuid}) by its {how}"
+            for row, how in sorted(matches.values(), key=lambda m: m[0].id)
+        )
+        raise Conflict(f"{ref!r} is ambiguous: {candidates}; use the uuid")
+    ((row, _),) = matches.values()
+    return InstanceRow.from_row(row)
 
 
-def _instance_name(template: str, instance_id: int) -> str:
+# Integer ids fit every backend's INTEGER column; a longer number is no id.
+MAX_ID = 2**31 - 1
+
+
+def _id_from_name(template: str, name: str) -> int | None:
+    """The id whose instance name (``template % id``) is ``name``, if any."""
+    match = re.fullmatch(r"(.*?)%0?\d*([dxX])(.*)", template, flags=re.DOTALL)
+    if match is None or "%" in match.group(1) + match.group(3):
+        return None
+    prefix, kind, suffix = match.groups()
+    if not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    digits = name[len(prefix) : len(name) - len(suffix)]
     try:
-        return template % instance_id
-    except (TypeError, ValueError):
-        return ""
+        value = int(digits, 10 if kind == "d" else 16)
+    except ValueError:
+        return None
+    if not 0 < value <= MAX_ID or template % value != name:
+        return None
+    return value
 
 
 def list_instances(db: Database, host: str | None = None) -> list[InstanceRow]:
     query = sa.select(INSTANCES).order_by(INSTANCES.c.id)
     if host is not None:
         query = query.where(INSTANCES.c.host == host)
+    with db.reader() as conn:
+        return [InstanceRow.from_row(row) for row in conn.execute(query).all()]
+
+
+def hostnames_taken(db: Database, names: list[str], except_id: int) -> set[str]:
+    """Which of ``names`` another instance already has as its hostname."""
+    with db.reader() as conn:
+        rows = conn.execute(
+            sa.select(INSTANCES.c.hostname)
+            .where(INSTANCES.c.hostname.in_(names))
+            .where(INSTANCES.c.id != except_id)
+        ).scalars()
+        return set(rows)
+
+
+def unfinished(db: Database) -> list[InstanceRow]:
+    """Instances whose create or delete has not completed (``building``, ``deleting``)."""
+    query = (
+        sa.select(INSTANCES)
+        .where(INSTANCES.c.state.in_(("building", "deleting")))
+        .order_by(INSTANCES.c.id)
+    )
     with db.reader() as conn:
         return [InstanceRow.from_row(row) for row in conn.execute(query).all()]
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -38,6 +39,9 @@ def utcnow() -> datetime.datetime:
 
 # MariaDB's DATETIME drops fractions of a second unless asked for them.
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# User data is bytes, served as given (migration 0003); MariaDB's BLOB stops
+# at 65,535 bytes, one short of the 64 KiB novanet accepts.
+UserData = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -133,7 +137,7 @@ class Instance(Base):
     # building -> active; deleting; error. Rows are deleted when the
     # instance is gone (ids stay unique through autoincrement).
     state: Mapped[str] = mapped_column(String(16), default="building")
-    user_data: Mapped[str | None] = mapped_column(Text)
+    user_data: Mapped[bytes | None] = mapped_column(UserData)
     public_key: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)

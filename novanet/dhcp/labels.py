@@ -51,3 +51,20 @@ def dns_label(display_name: str, fallback: str) -> str:
     if not is_dns_label(fallback):
         raise ValueError(f"fallback hostname {fallback!r} is not a valid DNS label")
     return fallback
+
+
+def hostname_candidates(wanted: str, fallback: str, count: int = 10) -> list[str]:
+    """Hostnames to try, in order, for an instance that must not share one.
+
+    dnsmasq answers DNS for every hostsfile name; two instances called
+    ``web`` would make ``web.novalocal`` resolve to either. The first
+    instance keeps the name; a later one gets its instance name
+    (``instance-0000000a``, unique like its id), and only if someone named
+    an instance exactly like that, ``instance-0000000a-2`` and so on.
+    """
+    names = [wanted, fallback] + [f"{fallback}-{n}" for n in range(2, count)]
+    return [name for i, name in enumerate(names) if name not in names[:i]]
+
+
+def first_free(candidates: list[str], taken: set[str]) -> str | None:
+    return next((name for name in candidates if name not in taken), None)

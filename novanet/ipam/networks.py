@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from novanet.db.api import Database
 from novanet.db.models import FIXED_IPS, NETWORKS, VIFS, inserted_id, utcnow
 from novanet.exception import Conflict, NoMoreFixedIps, NotFound, UsageError
-from novanet.ipam import pool
+from novanet.ipam import bulk, pool
 from novanet.ipam.plan import (
     NetworkPlan,
     check_ifname,
@@ -20,8 +20,6 @@ from novanet.ipam.plan import (
     parse_cidr,
     parse_ip,
 )
-
-_INSERT_CHUNK = 5000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,16 +48,21 @@ class NetworkRow:
         return cls(**{f.name: m[f.name] for f in dataclasses.fields(cls)})
 
 
-def create_networks(db: Database, plans: list[NetworkPlan]) -> list[NetworkRow]:
+def create_networks(
+    db: Database, plans: list[NetworkPlan], progress: bulk.Progress | None = None
+) -> list[NetworkRow]:
     """Insert planned networks and their fixed IPs in one transaction.
 
     Refuses (Conflict) a CIDR overlapping an existing network, a uuid in use,
     or a bridge already serving networks through another bridge_interface
     (one bridge has one port to the VM network): nothing is written then.
-    Networks on one bridge share it, as nova's did.
+    Networks on one bridge share it, as nova's did. ``progress(written, total)``
+    is called as the addresses are written.
     """
     created: list[int] = []
     now = utcnow()
+    written = 0
+    total = sum(plan.cidr.num_addresses for plan in plans)
     with db.transaction() as conn:
         existing = conn.execute(
             sa.select(
@@ -106,20 +109,9 @@ def create_networks(db: Database, plans: list[NetworkPlan]) -> list[NetworkRow]:
             )
             network_id = inserted_id(result)
             created.append(network_id)
-            rows = [
-                {
-                    "address": address,
-                    "network_id": network_id,
-                    "reserved": reserved,
-                    "allocated": False,
-                    "leased": False,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for address, reserved in plan.rows()
-            ]
-            for start in range(0, len(rows), _INSERT_CHUNK):
-                conn.execute(FIXED_IPS.insert(), rows[start : start + _INSERT_CHUNK])
+            written += bulk.insert_fixed_ips(
+                conn, network_id, plan, now, progress, done_before=written, total=total
+            )
     return [get_network(db, network_id) for network_id in created]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import itertools
 import re
 import uuid as uuidlib
 
@@ -51,6 +52,7 @@ class NetworkPlan:
         return self.cidr.broadcast_address
 
     def reserved(self, address: ipaddress.IPv4Address) -> bool:
+        """Whether ``address`` is never handed out (novanet.ipam.bulk computes the same in SQL)."""
         if address in (self.cidr.network_address, self.broadcast, self.gateway, self.dhcp_server):
             return True
         if self.allowed_start is not None and address < self.allowed_start:
@@ -58,10 +60,6 @@ class NetworkPlan:
         if self.allowed_end is not None and address > self.allowed_end:
             return True
         return self.fixed_cidr is not None and address not in self.fixed_cidr
-
-    def rows(self) -> list[tuple[str, bool]]:
-        """(address, reserved) for every address of the network, in order."""
-        return [(str(addr), self.reserved(addr)) for addr in self.cidr]
 
 
 def parse_cidr(value: str, what: str = "--fixed_range_v4") -> ipaddress.IPv4Network:
@@ -126,8 +124,15 @@ def plan_networks(
     project_id: str | None = None,
     priority: int | None = None,
     uuid: str | None = None,
+    max_network_size: int | None = None,
 ) -> list[NetworkPlan]:
-    """The networks `network create` would make, or a UsageError saying why not."""
+    """The networks `network create` would make, or a UsageError saying why not.
+
+    ``max_network_size``: the most addresses one command may create (the
+    option of that name: one network, or all of them with --num_networks);
+    checked before anything proportional to the range is computed, so a /8
+    is refused at once.
+    """
     if not label or not label.strip():
         raise UsageError("--label must not be empty")
     if len(label) > 255:
@@ -154,6 +159,17 @@ def plan_networks(
         raise UsageError(
             f"{whole} is not big enough for {num_networks} networks of {network_size} addresses"
         )
+    if max_network_size is not None and num_networks * network_size > max_network_size:
+        what = (
+            f"{whole} is {network_size:,} addresses"
+            if num_networks == 1
+            else f"{num_networks} networks of {network_size:,} addresses are "
+            f"{num_networks * network_size:,}"
+        )
+        raise UsageError(
+            f"{what}, more than max_network_size ({max_network_size:,}): give a smaller "
+            "--fixed_range_v4 or --network_size, or raise max_network_size"
+        )
     single = {"--gateway": gateway, "--allowed_start": allowed_start, "--allowed_end": allowed_end}
     given = [flag for flag, value in single.items() if value] + (["--uuid"] if uuid else [])
     if num_networks > 1 and given:
@@ -164,7 +180,8 @@ def plan_networks(
             "a time to give each its own"
         )
     prefix = 32 - (network_size.bit_length() - 1)
-    subnets = list(whole.subnets(new_prefix=prefix))[:num_networks]
+    # islice: a /8 split into /30s has four million subnets; only the first few are used.
+    subnets = list(itertools.islice(whole.subnets(new_prefix=prefix), num_networks))
     limit = parse_cidr(fixed_cidr, "--fixed_cidr") if fixed_cidr else None
     if limit is not None and not limit.subnet_of(whole):
         raise UsageError(f"--fixed_cidr {limit} is not inside {whole}")

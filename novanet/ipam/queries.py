@@ -63,13 +63,14 @@ class HostEntry:
     mac: str
     hostname: str
     address: str
+    instance_id: int | None = None
 
 
 def hosts_for_network(db: Database, network_id: int) -> list[HostEntry]:
     """Allocated addresses of a network with their MAC and hostname, first IP per MAC."""
     with db.reader() as conn:
         rows = conn.execute(
-            sa.select(VIFS.c.address, INSTANCES.c.hostname, FIXED_IPS.c.address)
+            sa.select(VIFS.c.address, INSTANCES.c.hostname, FIXED_IPS.c.address, INSTANCES.c.id)
             .join(VIFS, VIFS.c.id == FIXED_IPS.c.virtual_interface_id)
             .join(INSTANCES, INSTANCES.c.uuid == FIXED_IPS.c.instance_uuid)
             .where(FIXED_IPS.c.network_id == network_id)
@@ -78,11 +79,11 @@ def hosts_for_network(db: Database, network_id: int) -> list[HostEntry]:
         ).all()
     seen: set[str] = set()
     hosts = []
-    for mac, hostname, address in rows:
+    for mac, hostname, address, instance_id in rows:
         if mac in seen:
             continue
         seen.add(mac)
-        hosts.append(HostEntry(mac, hostname, address))
+        hosts.append(HostEntry(mac, hostname, address, instance_id))
     return hosts
 
 
@@ -92,6 +93,7 @@ class LeaseEntry:
     address: str
     hostname: str | None
     updated_at: datetime.datetime
+    allocated: bool = True
 
 
 def leases_for_network(db: Database, network_id: int) -> list[LeaseEntry]:
@@ -99,7 +101,11 @@ def leases_for_network(db: Database, network_id: int) -> list[LeaseEntry]:
     with db.reader() as conn:
         rows = conn.execute(
             sa.select(
-                VIFS.c.address, FIXED_IPS.c.address, INSTANCES.c.hostname, FIXED_IPS.c.updated_at
+                VIFS.c.address,
+                FIXED_IPS.c.address,
+                INSTANCES.c.hostname,
+                FIXED_IPS.c.updated_at,
+                FIXED_IPS.c.allocated,
             )
             .join(VIFS, VIFS.c.id == FIXED_IPS.c.virtual_interface_id)
             .outerjoin(INSTANCES, INSTANCES.c.uuid == FIXED_IPS.c.instance_uuid)
@@ -107,4 +113,4 @@ def leases_for_network(db: Database, network_id: int) -> list[LeaseEntry]:
             .where(FIXED_IPS.c.leased.is_(True))
             .order_by(FIXED_IPS.c.id)
         ).all()
-    return [LeaseEntry(r[0], r[1], r[2], r[3]) for r in rows]
+    return [LeaseEntry(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]

@@ -140,7 +140,9 @@ class Lab:
         """(Re)write a node's nova.conf; ``extra`` adds or overrides flags."""
         path = self.paths.nova_conf(node)
         text = nodeconf.render_nova_conf(self.topology, node, self.paths, extra)
-        state.write_text(path, text)
+        # It names the broker's password (and, on a real controller, the
+        # database's): readable by root only, like /etc/novanet/novanet.conf.
+        state.write_text(path, text, mode=0o600)
         return path
 
     # -- running things in nodes ----------------------------------------------

@@ -123,10 +123,12 @@ def write_json(path: str, data: object) -> None:
     os.replace(tmp, path)
 
 
-def write_text(path: str, text: str) -> None:
-    """Write a text file atomically."""
+def write_text(path: str, text: str, mode: int = 0o644) -> None:
+    """Write a text file atomically, with ``mode`` from its creation on."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with open(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(fd, mode)  # exactly mode, whatever the umask
         handle.write(text)
     os.replace(tmp, path)
 

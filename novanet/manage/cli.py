@@ -74,6 +74,11 @@ def main(
         format=f"{PROG}: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.debug:
+        # The messaging libraries log each reconnection attempt as an error;
+        # the command reports the outcome itself, in one line.
+        for name in ("oslo.messaging", "oslo_messaging", "kombu", "amqp"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     conf = conf if conf is not None else cfg.CONF
     novanet_conf.register_opts(conf)
     # One request id per command: every daemon's log line of the work it

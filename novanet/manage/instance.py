@@ -98,7 +98,8 @@ def register_lifecycle(actions: argparse._SubParsersAction) -> None:  # type: ig
     delete.set_defaults(func=delete_cmd)
 
 
-def _read_file(path: str | None, flag: str, limit: int) -> str | None:
+def _read_file(path: str | None, flag: str, limit: int) -> bytes | None:
+    """The file's bytes, as they are: user data may be binary (gzip'd cloud-config...)."""
     if path is None:
         return None
     try:
@@ -108,16 +109,17 @@ def _read_file(path: str | None, flag: str, limit: int) -> str | None:
         raise UsageError(f"{flag}: cannot read {path}: {exc.strerror}") from None
     if len(data) > limit:
         raise UsageError(f"{flag}: {path} is larger than {limit} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{flag}: {path} is not UTF-8 text") from None
+    return data
 
 
 def _public_key(path: str | None) -> str | None:
-    text = _read_file(path, "--public-key", MAX_PUBLIC_KEY)
-    if text is None:
+    data = _read_file(path, "--public-key", MAX_PUBLIC_KEY)
+    if data is None:
         return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--public-key: {path} is not UTF-8 text") from None
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if (
         len(lines) != 1

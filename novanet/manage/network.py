@@ -16,6 +16,7 @@ from novanet.exception import UsageError
 from novanet.manage import common, rpcclient
 from novanet.manage.context import Context
 from novanet.manage.output import emit
+from novanet.manage.progress import Progress
 
 # nova-manage network list's columns, then novanet's own (shown by --format json).
 COLUMNS = ["id", "IPv4", "IPv6", "start address", "DNS1", "DNS2", "VlanID", "project", "uuid"]
@@ -132,8 +133,10 @@ def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
         project_id=args.project_id,
         priority=args.priority,
         uuid=args.uuid,
+        max_network_size=conf.max_network_size,
     )
-    created = networks.create_networks(ctx.database(), plans)
+    with Progress(f"network create {', '.join(str(p.cidr) for p in plans)}") as progress:
+        created = networks.create_networks(ctx.database(), plans, progress=progress.update)
     _emit(ctx, args, created)
     rpcclient.notify_networks_changed(ctx.conf)
     return 0

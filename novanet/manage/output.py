@@ -4,8 +4,29 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, TextIO
+
+# C0 and C1 control characters and DEL: a newline in a display name would
+# start a new table row, a tab or an escape sequence would shift or recolour
+# the columns. Tables show them escaped; JSON keeps the exact text.
+# U+2028/U+2029 end a line in some terminals and pagers.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as ``\\n``, ``\\t``, ``\\x1b``..."""
+    if not _CONTROL.search(text):
+        return text
+    # Backslashes doubled too, so that an escaped name reads unambiguously.
+    text = text.replace("\\", "\\\\")
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), _code(m.group())), text)
+
+
+def _code(char: str) -> str:
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 def _cell(value: Any) -> str:
@@ -15,7 +36,7 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, datetime.datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+    return escape_controls(str(value))
 
 
 def _json_value(value: Any) -> Any:

@@ -1,65 +1,145 @@
-"""novanet-manage talking to novanet-network over RabbitMQ, with clear failures."""
+"""novanet-manage talking to novanet-network over RabbitMQ: bounded in time, one-line errors.
+
+Every call ends within a known time, whatever the broker does:
+
+1. the broker is asked first (:func:`novanet.rpc.transport.check_broker`,
+   within ``rpc_connect_timeout``): a closed port, a host that accepts TCP
+   but never speaks AMQP, or a refused login fail here, naming the broker
+   URL without its password;
+2. the call itself runs with oslo.messaging's reply timeout and a bounded
+   number of connection retries, in a worker thread that the command stops
+   waiting for after that timeout plus ``rpc_connect_timeout`` (the reply
+   queue oslo.messaging opens for a call retries its connection for ever,
+   so a broker lost between 1. and 2. must not hang the command);
+3. an error raised by novanet-network arrives as one line with its exit
+   code (:func:`novanet.rpc.errors.one_line`), never with the server's
+   traceback.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from oslo_config import cfg
 
 from novanet.exception import ServiceUnavailable
-from novanet.rpc import context
+from novanet.rpc import context, errors
 from novanet.rpc import transport as rpc
 from novanet.rpc.network_api import NetworkAPI
 
+# Connection attempts of the sending side of a call (oslo.messaging's retry=).
+SEND_RETRIES = 1
+
+
+def bounded(func: Callable[[], Any], seconds: float, on_timeout: Callable[[], Exception]) -> Any:
+    """``func()``'s result, or ``on_timeout()`` raised once ``seconds`` have passed.
+
+    The worker is a daemon thread: a call stuck in a connection retry loop
+    is abandoned, not waited for, and does not keep the process alive.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = func()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="rpc-call", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise on_timeout()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
 
 class _Api:
-    """NetworkAPI whose transport-level failures become one-line ServiceUnavailable errors."""
+    """NetworkAPI whose calls are bounded in time and fail with one line."""
 
-    def __init__(self, api: NetworkAPI, timeout: float) -> None:
+    def __init__(self, api: NetworkAPI, timeout: float, connect_timeout: float, url: str) -> None:
         self._api = api
         self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._url = url
+        self.stuck = False
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._api, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            import oslo_messaging
+            limit = self._timeout + self._connect_timeout
+
+            def gave_up() -> Exception:
+                self.stuck = True
+                return ServiceUnavailable(
+                    f"no answer from novanet-network through RabbitMQ at {self._url} "
+                    f"within {limit:.0f} s (the broker stopped answering?)"
+                )
 
             try:
-                return method(*args, **kwargs)
-            except oslo_messaging.MessagingTimeout:
-                raise ServiceUnavailable(
-                    f"novanet-network did not answer within {self._timeout:.0f} s "
-                    "(is it running, and is RabbitMQ reachable?)"
-                ) from None
-            except oslo_messaging.MessageDeliveryFailure as exc:
-                raise ServiceUnavailable(f"cannot reach RabbitMQ: {exc}") from None
+                return bounded(lambda: method(*args, **kwargs), limit, gave_up)
+            except Exception as exc:
+                raise self._translate(exc) from None
 
         return call
+
+    def _translate(self, exc: Exception) -> Exception:
+        import oslo_messaging
+
+        clean = errors.one_line(exc)
+        if clean is not None:
+            return clean
+        if isinstance(exc, oslo_messaging.MessagingTimeout):
+            return ServiceUnavailable(
+                f"novanet-network did not answer within {self._timeout:.0f} s: is it "
+                f"running? (RabbitMQ at {self._url} answers)"
+            )
+        if isinstance(exc, oslo_messaging.MessagingException):
+            reason = errors.first_line(rpc.display_url(str(exc))) or type(exc).__name__
+            return ServiceUnavailable(f"RabbitMQ at {self._url}: {reason}")
+        return exc
 
 
 @contextlib.contextmanager
 def network_api(conf: cfg.ConfigOpts, timeout: float) -> Iterator[Any]:
+    """A NetworkAPI for one command; its calls take at most ``timeout`` + rpc_connect_timeout."""
+    connect_timeout = float(conf.rpc_connect_timeout)
+    url = rpc.display_url(rpc.transport_url(conf))
     transport = rpc.get_transport(conf)
+    api = _Api(
+        NetworkAPI(transport, timeout=timeout, retry=SEND_RETRIES), timeout, connect_timeout, url
+    )
     try:
-        yield _Api(NetworkAPI(transport, timeout=timeout), timeout)
+        rpc.check_broker(conf, connect_timeout)
+        yield api
     finally:
-        transport.cleanup()
+        if not api.stuck:
+            # A worker stuck in oslo.messaging's reconnect loop holds the
+            # transport's connection: cleaning up would wait for it.
+            transport.cleanup()
 
 
 def notify_networks_changed(conf: cfg.ConfigOpts) -> bool:
-    """Tell a running novanet-network to converge now (it also polls); never fails."""
+    """Tell a running novanet-network to converge now (it also polls); never fails, bounded."""
     try:
+        connect_timeout = float(conf.rpc_connect_timeout)
+        rpc.check_broker(conf, connect_timeout)
         transport = rpc.get_transport(conf)
-    except Exception:  # noqa: BLE001
-        return False
-    try:
-        api = NetworkAPI(transport)
-        api.client.prepare(retry=1).cast(context.rpc_context(), "refresh_networks")
-        return True
     except Exception:  # noqa: BLE001 - the daemon picks the change up on its own
         return False
-    finally:
-        transport.cleanup()
+    api = NetworkAPI(transport)
+
+    def cast() -> None:
+        api.client.prepare(retry=SEND_RETRIES).cast(context.rpc_context(), "refresh_networks")
+
+    try:
+        bounded(cast, connect_timeout, lambda: TimeoutError())
+    except Exception:  # noqa: BLE001 - the daemon picks the change up on its own
+        return False
+    transport.cleanup()
+    return True

@@ -87,5 +87,5 @@ def tree(md: InstanceMetadata, dhcp_domain: str, version: str) -> Directory:
     """``/<version>/``: ``meta-data/`` and, when the instance has some, ``user-data``."""
     top: dict[str, Node] = {"meta-data": Directory(meta_data(md, dhcp_domain, version))}
     if md.user_data is not None:
-        top["user-data"] = md.user_data.encode()
+        top["user-data"] = md.user_data
     return Directory(top)

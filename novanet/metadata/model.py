@@ -8,6 +8,7 @@ from typing import TypeAlias
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
+OCTETS = "application/octet-stream"
 FALLBACK_KEY_NAME = "default"
 
 # A key comment short and plain enough to serve as the key's name in
@@ -29,7 +30,7 @@ class InstanceMetadata:
     name: str  # the display name
     hostname: str  # a DNS label
     fixed_ip: str
-    user_data: str | None = None
+    user_data: bytes | None = None  # as given at create: any bytes
     public_key: str | None = None
     mac: str | None = None
     vif_uuid: str | None = None
@@ -46,6 +47,17 @@ class Reply:
     status: int
     content_type: str
     body: bytes
+
+
+def content(body: bytes | str) -> Reply:
+    """A 200 reply: text, or binary user data (a gzip'd cloud-config...) served as it is."""
+    if isinstance(body, str):
+        return Reply(200, TEXT, body.encode())
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return Reply(200, OCTETS, body)
+    return Reply(200, TEXT, body)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ import json
 import os
 from typing import Any
 
-from novanet.metadata.model import JSON, TEXT, InstanceMetadata, Reply, error, fqdn, key_name
+from novanet.metadata.model import JSON, InstanceMetadata, Reply, content, error, fqdn, key_name
 
 FOLSOM = "2012-08-10"
 GRIZZLY = "2013-04-04"
@@ -111,7 +111,7 @@ def network_data(md: InstanceMetadata) -> dict[str, Any]:
 def resolve(rest: list[str], md: InstanceMetadata, dhcp_domain: str, vendor_data: object) -> Reply:
     """``/openstack/...``: ``rest`` are the segments after ``openstack``."""
     if not rest:
-        return _text("\n".join((*OPENSTACK_VERSIONS, LATEST)))
+        return content("\n".join((*OPENSTACK_VERSIONS, LATEST)))
     version, rest = rest[0], rest[1:]
     if version == LATEST:
         version = OPENSTACK_VERSIONS[-1]
@@ -119,14 +119,14 @@ def resolve(rest: list[str], md: InstanceMetadata, dhcp_domain: str, vendor_data
         return error(404)
     names = listing(md, version)
     if not rest:
-        return _text("\n".join(names))
+        return content("\n".join(names))
     if len(rest) != 1 or rest[0] not in names:
         return error(404)
     name = rest[0]
     if name == "user_data":
-        return _text((md.user_data or "").encode())
+        return content(md.user_data or b"")
     if name == "password":
-        return _text(b"")  # nova: '' until the guest posted one (novanet takes no POST)
+        return content(b"")  # nova: '' until the guest posted one (novanet takes no POST)
     doc: object
     if name == "meta_data.json":
         doc = meta_data(md, dhcp_domain, version)
@@ -137,7 +137,3 @@ def resolve(rest: list[str], md: InstanceMetadata, dhcp_domain: str, vendor_data
     else:  # vendor_data2.json: nova's StaticJSON provider's section
         doc = {"static": vendor_data} if vendor_data != {} else {}
     return Reply(200, JSON, json.dumps(doc, sort_keys=True).encode())
-
-
-def _text(body: bytes | str) -> Reply:
-    return Reply(200, TEXT, body if isinstance(body, bytes) else body.encode())

@@ -29,6 +29,7 @@ from novanet.metadata.model import (
     InstanceMetadata,
     Node,
     Reply,
+    content,
     error,
     fqdn,
     key_name,
@@ -119,10 +120,6 @@ def listing(directory: Directory) -> bytes:
     return "\n".join(lines).encode()
 
 
-def _text(body: bytes | str) -> Reply:
-    return Reply(200, TEXT, body if isinstance(body, bytes) else body.encode())
-
-
 def resolve(
     segments: list[str], md: InstanceMetadata, dhcp_domain: str, vendor_data: object = None
 ) -> Reply:
@@ -131,7 +128,7 @@ def resolve(
     ``vendor_data``: the JSON of vendordata_jsonfile_path (``{}`` if None).
     """
     if not segments:
-        return _text("\n".join((*EC2_VERSIONS, LATEST)))
+        return content("\n".join((*EC2_VERSIONS, LATEST)))
     head, rest = segments[0], segments[1:]
     if head == "openstack":
         vendor = {} if vendor_data is None else vendor_data
@@ -146,5 +143,5 @@ def resolve(
             return error(404)
         node = node.entries[segment]
     if isinstance(node, Directory):
-        return _text(listing(node))
-    return _text(node)
+        return content(listing(node))
+    return content(node)

@@ -11,28 +11,35 @@ from typing import Any
 from novanet.exception import BadRequest, NovanetError
 from novanet.ipam.macs import normalize_mac
 from novanet.network.manager import NetworkManager
-from novanet.rpc import payloads
+from novanet.rpc import errors, payloads
 from novanet.rpc import transport as rpc
 
 LOG = logging.getLogger(__name__)
 
 
-def _expected(func: Any) -> Any:
-    """Errors meant for the caller are returned to it, not logged as server failures."""
-    import oslo_messaging
-
-    return oslo_messaging.expected_exceptions(NovanetError)(func)
+# One line per refusal in the log, the traceback once per failure; the
+# caller gets one line either way (novanet.rpc.errors).
+_expected = errors.endpoint("novanet-network")
 
 
 class NetworkEndpoint:
-    target = rpc.target("1.0")
+    target = rpc.target("1.1")
 
     def __init__(self, manager: NetworkManager) -> None:
         self.manager = manager
 
     @_expected
     def create_instance(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
-        _only(kw, "display_name", "host", "vif_type", "mac", "user_data", "public_key")
+        _only(
+            kw,
+            "display_name",
+            "host",
+            "vif_type",
+            "mac",
+            "user_data",
+            "user_data_b64",
+            "public_key",
+        )
         mac = kw.get("mac")
         if mac is not None:
             try:
@@ -44,9 +51,7 @@ class NetworkEndpoint:
             host=payloads.host(kw.get("host")),
             vif_type=payloads.vif_type(kw.get("vif_type")),
             mac=mac,
-            user_data=payloads.optional_text(
-                kw.get("user_data"), "user_data", payloads.MAX_USER_DATA
-            ),
+            user_data=_user_data(kw),
             public_key=payloads.optional_text(
                 kw.get("public_key"), "public_key", payloads.MAX_PUBLIC_KEY
             ),
@@ -112,6 +117,21 @@ class NetworkEndpoint:
 
     def refresh_networks(self, ctxt: Any, **kw: Any) -> None:
         self.manager.refresh_networks()
+
+
+def _user_data(kw: dict[str, Any]) -> bytes | None:
+    """Bytes from ``user_data_b64`` (1.1, any content) or ``user_data`` (1.0, text)."""
+    if kw.get("user_data_b64") is not None:
+        if kw.get("user_data") is not None:
+            raise BadRequest("give user_data or user_data_b64, not both")
+        return payloads.base64_bytes(kw["user_data_b64"], "user_data_b64", payloads.MAX_USER_DATA)
+    text = payloads.optional_text(kw.get("user_data"), "user_data", payloads.MAX_USER_DATA)
+    if text is None:
+        return None
+    data = text.encode("utf-8")
+    if len(data) > payloads.MAX_USER_DATA:
+        raise BadRequest(f"user_data is larger than {payloads.MAX_USER_DATA} bytes")
+    return data
 
 
 def _only(kw: dict[str, Any], *allowed: str) -> None:

@@ -17,6 +17,7 @@ from oslo_config import cfg
 
 from novanet.db import services
 from novanet.db.api import Database
+from novanet.dhcp.labels import first_free, hostname_candidates
 from novanet.dhcp.models import DhcpHost, DhcpNetwork
 from novanet.ipam import networks as nets
 from novanet.ipam import pool, queries
@@ -137,16 +138,25 @@ class NetworkHost:
         """dnsmasq's hosts for a bridge's dnsmasq (the driver's hosts provider).
 
         ``network_id`` names the bridge's dnsmasq; the hosts of every network
-        on the bridge are its hosts.
+        on the bridge are its hosts. Hostnames are unique (creates choose them
+        so); rows from before that rule may share one, and the later instance
+        is then served under its instance name, so that a name resolves to
+        one guest.
         """
         with self._lock:
             dhcp = served.dhcp_network_of(self._networks.values(), network_id)
         ids = [sub.id for sub in dhcp.subnets] if dhcp is not None else [network_id]
-        return [
-            DhcpHost(h.mac, h.hostname, h.address)
-            for net_id in ids
-            for h in queries.hosts_for_network(self.db, net_id)
-        ]
+        hosts = []
+        seen: set[str] = set()
+        for net_id in ids:
+            for h in queries.hosts_for_network(self.db, net_id):
+                hostname = h.hostname
+                if hostname in seen and h.instance_id is not None:
+                    name = self.conf.instance_name_template % h.instance_id
+                    hostname = first_free(hostname_candidates(name, name), seen) or hostname
+                seen.add(hostname)
+                hosts.append(DhcpHost(h.mac, hostname, h.address))
+        return hosts
 
     def _dhcp_of(self, network_id: int) -> DhcpNetwork:
         """What the dnsmasq serving network ``network_id`` serves."""

@@ -32,9 +32,14 @@ class _RequestHandler(socketserver.StreamRequestHandler):
             reply = self.server.callback(event)
         except ValueError as exc:
             reply = {"ok": False, "code": 2, "error": f"malformed request: {exc}"}
+            LOG.warning("refused lease event %r: %s", line[:200], reply["error"])
         except Exception as exc:  # noqa: BLE001 - the script must get an answer
             LOG.exception("lease event %r failed", line[:200])
             reply = {"ok": False, "code": 1, "error": str(exc)}
+        else:
+            if not reply.get("ok") and reply.get("code") == 2:
+                # Garbage from whoever can reach the socket: one line, no traceback.
+                LOG.warning("refused lease event %r: %s", line[:200], reply.get("error"))
         self.wfile.write(json.dumps(reply).encode() + b"\n")
 
 

@@ -11,7 +11,6 @@ logic is tested with fakes; the daemon (service.py) wires the real ones.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from typing import Any, Protocol
@@ -20,13 +19,13 @@ from oslo_config import cfg
 
 from novanet.db import instances, services
 from novanet.db.api import Database
-from novanet.dhcp.labels import dns_label
-from novanet.exception import Conflict, NotFound, NovanetError, ServiceUnavailable
+from novanet.exception import Conflict, NotFound, ServiceUnavailable
 from novanet.ipam import networks as nets
 from novanet.ipam import pool
 from novanet.ipam.networks import NetworkRow
 from novanet.linux.ebtables import Ebtables
 from novanet.network.host import BINARY, CONTROLLER_TABLES, TOPIC, Bridges, Dhcp, NetworkHost
+from novanet.network.lifecycle import InstanceLifecycle
 from novanet.rpc.objects import InstanceNetwork
 
 LOG = logging.getLogger(__name__)
@@ -45,8 +44,8 @@ class Compute(Protocol):
     ) -> None: ...
 
 
-class NetworkManager(NetworkHost):
-    """The instance lifecycle (the host's networks: :class:`NetworkHost`)."""
+class NetworkManager(NetworkHost, InstanceLifecycle):
+    """The instance lifecycle (:class:`InstanceLifecycle`) on the host's networks."""
 
     def __init__(
         self,
@@ -69,14 +68,9 @@ class NetworkManager(NetworkHost):
         self.host = conf.host
         self._networks: dict[int, NetworkRow] = {}
         self._lock = threading.RLock()
-        # One lifecycle operation per instance at a time.
-        self._instance_locks: dict[str, threading.Lock] = {}
+        self._init_lifecycle()
 
     # -- instances ------------------------------------------------------------------
-
-    def _instance_lock(self, key: str) -> threading.Lock:
-        with self._lock:
-            return self._instance_locks.setdefault(key, threading.Lock())
 
     def _allocate(self, instance_uuid: str, mac: str | None) -> tuple[pool.Allocation, NetworkRow]:
         with self._lock:
@@ -132,122 +126,6 @@ class NetworkManager(NetworkHost):
             f"no compute host {host!r} has reported in (is novanet-compute running there?)"
         )
 
-    def create_instance(
-        self,
-        *,
-        display_name: str,
-        host: str,
-        vif_type: str,
-        mac: str | None = None,
-        user_data: str | None = None,
-        public_key: str | None = None,
-    ) -> InstanceNetwork:
-        """Allocate, update dnsmasq, have the compute host plug and filter; undo on failure."""
-        self.check_host_up(host)
-        inst = instances.create_instance(
-            self.db,
-            display_name=display_name,
-            hostname="-",  # set below, once the id (the fallback name) is known
-            host=host,
-            vif_type=vif_type,
-            user_data=user_data,
-            public_key=public_key,
-        )
-        name = self.conf.instance_name_template % inst.id
-        instances.update_instance(self.db, inst.id, hostname=dns_label(display_name, name))
-        with self._instance_lock(inst.uuid):
-            try:
-                alloc, net = self._allocate(inst.uuid, mac)
-            except NovanetError:
-                instances.delete_instance_row(self.db, inst.id)
-                raise
-            self.dhcp.reload_allocations(self._dhcp_of(net.id))
-            described = self.describe(
-                instances.get_instance(self.db, inst.id),
-                instances.Port(alloc.address, alloc.mac, net.id),
-            )
-            try:
-                reply = self._compute().setup_instance(
-                    described, timeout=self.conf.instance_create_timeout
-                )
-            except Exception as exc:
-                self._undo_create(described, net)
-                raise ServiceUnavailable(
-                    f"compute host {host} did not plug the instance: {_one_line(exc)}; "
-                    "the address went back to the pool"
-                ) from None
-            devname = reply.get("devname") if isinstance(reply, dict) else None
-            instances.update_instance(self.db, inst.id, state="active", vif_devname=devname)
-            LOG.info(
-                "instance %s (%s) on %s: %s %s %s",
-                name,
-                display_name,
-                host,
-                alloc.address,
-                alloc.mac,
-                devname,
-            )
-            return dataclasses.replace(described, devname=devname)
-
-    def _compute(self) -> Compute:
-        if self.compute is None:
-            raise ServiceUnavailable("no RPC transport to reach compute hosts")
-        return self.compute
-
-    def _undo_create(self, described: InstanceNetwork, net: NetworkRow) -> None:
-        try:
-            # The agent may still finish the plug after our timeout: a teardown
-            # queued behind it removes whatever it made (it is idempotent).
-            self._compute().teardown_instance(described, timeout=5)
-        except Exception as exc:  # noqa: BLE001 - the agent's resync cleans up
-            LOG.warning(
-                "could not tear down %s on %s (%s); its agent removes it when it resyncs",
-                described.name,
-                described.host,
-                _one_line(exc),
-            )
-        pool.deallocate_for_instance(self.db, described.uuid)
-        pool.free_unleased(self.db, described.uuid)
-        instances.delete_instance_row(self.db, described.id)
-        self.dhcp.reload_allocations(self._dhcp_of(net.id))
-
-    def delete_instance(self, instance_uuid: str) -> dict[str, Any]:
-        """Unplug on the compute host, release the address, forget the instance."""
-        inst = instances.get_by_uuid(self.db, instance_uuid)
-        with self._instance_lock(inst.uuid):
-            instances.update_instance(self.db, inst.id, state="deleting")
-            notes = []
-            try:
-                described: InstanceNetwork | None = self.describe(inst)
-            except NotFound:
-                described = None
-            if described is not None:
-                try:
-                    self._compute().teardown_instance(
-                        described, timeout=self.conf.instance_create_timeout
-                    )
-                except Exception as exc:  # noqa: BLE001 - carry on, the agent resyncs
-                    notes.append(
-                        f"compute host {inst.host} did not answer ({_one_line(exc)}): "
-                        "its device and chain go when its agent resyncs"
-                    )
-            self._release(inst.uuid)
-            instances.delete_instance_row(self.db, inst.id)
-        with self._lock:
-            self._instance_locks.pop(inst.uuid, None)
-        LOG.info("deleted instance %s (%s)", inst.uuid, inst.display_name)
-        return {"uuid": inst.uuid, "notes": notes}
-
-    def _release(self, instance_uuid: str) -> None:
-        for address, mac, network_id in pool.deallocate_for_instance(self.db, instance_uuid):
-            net = self._dhcp_of(network_id)
-            if self.conf.force_dhcp_release:
-                # Hostsfile rewritten and dnsmasq reloaded BEFORE the release,
-                # so the guest cannot renew in between (the driver does both).
-                self.dhcp.release(net, address, mac)
-            else:
-                self.dhcp.reload_allocations(net)
-
     def allocate_for_instance(self, instance_uuid: str, mac: str | None = None) -> InstanceNetwork:
         inst = instances.get_by_uuid(self.db, instance_uuid)
         alloc, net = self._allocate(inst.uuid, mac)
@@ -281,8 +159,3 @@ class NetworkManager(NetworkHost):
 
     def report_state(self, host: str, binary: str, topic: str) -> None:
         services.heartbeat(self.db, host, binary, topic)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -42,6 +42,12 @@ LOG = logging.getLogger(__name__)
 
 NETWORK_REFRESH_INTERVAL = 10
 DISASSOCIATE_INTERVAL = 60
+# Creates and deletes a crash left unfinished: at start, then this often.
+RECONCILE_INTERVAL = 60
+# Connection attempts when sending to a compute host: a create or a repair
+# fails (and is undone, or retried at the next pass) instead of waiting for
+# the broker for ever.
+COMPUTE_SEND_RETRIES = 2
 
 
 def lease_socket_path(conf: cfg.ConfigOpts) -> str:
@@ -63,8 +69,15 @@ def script_environment(conf: cfg.ConfigOpts, sources: list[Source]) -> dict[str,
 class NetworkService:
     def __init__(self, conf: cfg.ConfigOpts, sources: list[Source]) -> None:
         self.conf = conf
-        for path in (conf.state_path, conf.networks_path, conf.lock_path):
-            os.makedirs(path, mode=0o755, exist_ok=True)
+        # dnsmasq re-reads the hostsfile as nobody: it must pass through
+        # state_path and networks_path, and needs to list neither. The
+        # database in state_path is itself owner-only (novanet.db.engine).
+        for path, mode in (
+            (conf.state_path, 0o711),
+            (conf.networks_path, 0o711),
+            (conf.lock_path, 0o700),
+        ):
+            os.makedirs(path, mode=mode, exist_ok=True)
         self.db = Database.from_conf(conf)
         schema.check_current(self.db.engine)
         self.metrics = metrics_mod.Metrics("novanet-network") if conf.metrics_listen else None
@@ -87,7 +100,7 @@ class NetworkService:
         )
         self.manager.dhcp = self.dhcp
         self.transport = rpc.get_transport(conf)
-        self.manager.compute = ComputeAPI(self.transport)
+        self.manager.compute = ComputeAPI(self.transport, retry=COMPUTE_SEND_RETRIES)
         self.rpc_server = rpc.get_server(
             self.transport,
             TOPIC,
@@ -122,6 +135,9 @@ class NetworkService:
             min(DISASSOCIATE_INTERVAL, max(1, conf.fixed_ip_disassociate_timeout)),
             m.disassociate_stale,
             run_immediately=True,
+        )
+        self.periodic.add(
+            "reconcile-instances", RECONCILE_INTERVAL, m.reconcile_instances, run_immediately=True
         )
         self._rpc_started = threading.Event()
         self._stopping = threading.Event()

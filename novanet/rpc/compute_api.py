@@ -26,19 +26,23 @@ class ComputeAPI:
 
     VERSION = "1.0"
 
-    def __init__(self, transport: Any, timeout: float | None = None) -> None:
+    def __init__(
+        self, transport: Any, timeout: float | None = None, retry: int | None = None
+    ) -> None:
+        """:param retry: connection attempts when sending (None: oslo.messaging's, for ever)."""
         self.client = rpc.get_client(transport, TOPIC, self.VERSION, timeout=timeout)
+        self.retry = retry
 
     def setup_instance(
         self, instance: InstanceNetwork, timeout: float | None = None
     ) -> dict[str, Any]:
         """Plug the VIF and install the instance's chain; returns ``{"devname": "vnetN"}``."""
-        client = self.client.prepare(server=instance.host, timeout=timeout)
+        client = self.client.prepare(server=instance.host, timeout=timeout, retry=self.retry)
         return client.call(context.rpc_context(), "setup_instance", instance=instance.to_dict())  # type: ignore[no-any-return]
 
     def teardown_instance(self, instance: InstanceNetwork, timeout: float | None = None) -> None:
         """Remove the instance's chain, device and namespace (idempotent)."""
-        client = self.client.prepare(server=instance.host, timeout=timeout)
+        client = self.client.prepare(server=instance.host, timeout=timeout, retry=self.retry)
         client.call(context.rpc_context(), "teardown_instance", instance=instance.to_dict())
 
     def refresh(self, host: str) -> None:

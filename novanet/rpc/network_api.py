@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from novanet.rpc import context
@@ -19,6 +20,8 @@ class NetworkAPI:
       ``allocate_for_instance``, ``deallocate_for_instance``,
       ``get_instance_nw_info``, ``get_host_instances``, ``lease_fixed_ip``,
       ``release_fixed_ip``, ``report_state``, ``refresh_networks``.
+    * 1.1 - ``create_instance`` takes ``user_data_b64``: user data as bytes
+      (base64 on the wire), any content; ``user_data`` (text) stays accepted.
 
     The context dict carries ``request_id`` (``req-<uuid>``) so the work of
     one operator command can be followed across daemons' logs; it is not an
@@ -29,14 +32,24 @@ class NetworkAPI:
     anything else.
     """
 
-    VERSION = "1.0"
+    VERSION = "1.1"
 
-    def __init__(self, transport: Any, timeout: float | None = None) -> None:
-        self.client = rpc.get_client(transport, TOPIC, self.VERSION, timeout=timeout)
+    def __init__(
+        self, transport: Any, timeout: float | None = None, retry: int | None = None
+    ) -> None:
+        """:param retry: connection attempts when sending (None: oslo.messaging's, for ever)."""
+        self.client = rpc.get_client(transport, TOPIC, "1.0", timeout=timeout)
+        self.retry = retry
 
-    def _call(self, method: str, timeout: float | None = None, **kwargs: Any) -> Any:
-        client = self.client.prepare(timeout=timeout) if timeout else self.client
-        return client.call(context.rpc_context(), method, **kwargs)
+    def _call(
+        self, method: str, timeout: float | None = None, version: str = "1.0", **kwargs: Any
+    ) -> Any:
+        options: dict[str, Any] = {"version": version}
+        if timeout:
+            options["timeout"] = timeout
+        if self.retry is not None:
+            options["retry"] = self.retry
+        return self.client.prepare(**options).call(context.rpc_context(), method, **kwargs)
 
     def create_instance(
         self,
@@ -45,20 +58,27 @@ class NetworkAPI:
         host: str,
         vif_type: str,
         mac: str | None = None,
-        user_data: str | None = None,
+        user_data: bytes | None = None,
         public_key: str | None = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Allocate an address, update dnsmasq, have ``host`` plug and filter it."""
+        extra: dict[str, Any] = {}
+        version = "1.0"
+        if user_data is not None:
+            # JSON carries no bytes: base64, so that any user data arrives as it was.
+            extra["user_data_b64"] = base64.b64encode(user_data).decode("ascii")
+            version = "1.1"
         return self._call(  # type: ignore[no-any-return]
             "create_instance",
             timeout=timeout,
+            version=version,
             display_name=display_name,
             host=host,
             vif_type=vif_type,
             mac=mac,
-            user_data=user_data,
             public_key=public_key,
+            **extra,
         )
 
     def delete_instance(self, *, instance_uuid: str, timeout: float | None = None) -> None:

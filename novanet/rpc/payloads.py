@@ -7,6 +7,7 @@ one-line reason instead of failing half-way through.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 import uuid as uuidlib
@@ -37,6 +38,18 @@ def text(value: Any, field: str, *, max_len: int = MAX_NAME, allow_empty: bool =
 
 def optional_text(value: Any, field: str, max_len: int) -> str | None:
     return None if value is None else text(value, field, max_len=max_len, allow_empty=True)
+
+
+def base64_bytes(value: Any, field: str, max_bytes: int) -> bytes:
+    """Bytes sent as base64 text (JSON has no bytes), at most ``max_bytes`` once decoded."""
+    raw = text(value, field, max_len=4 * ((max_bytes + 2) // 3), allow_empty=True)
+    try:
+        data = base64.b64decode(raw.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise BadRequest(f"{field} is not base64") from None
+    if len(data) > max_bytes:
+        raise BadRequest(f"{field} is larger than {max_bytes} bytes")
+    return data
 
 
 def integer(value: Any, field: str, minimum: int = 1) -> int:

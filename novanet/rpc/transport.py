@@ -7,9 +7,11 @@ the same whether it was refused locally or on the controller.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 from oslo_config import cfg
 
@@ -70,6 +72,58 @@ def transport_url(conf: cfg.ConfigOpts) -> str:
     return explicit or rpc_conf.legacy_transport_url(conf) or rpc_conf.DEFAULT_TRANSPORT_URL
 
 
+# user:password@ after the scheme or after a comma (oslo.messaging's host list)
+_CREDENTIALS = re.compile(r"(://|,)([^:@/,]*):[^@/,]*@")
+
+
+def display_url(url: str) -> str:
+    """The transport URL with every password replaced by ``***`` (for messages and logs)."""
+    return _CREDENTIALS.sub(r"\1\2:***@", url)
+
+
+def check_broker(conf: cfg.ConfigOpts, timeout: float) -> None:
+    """Connect to the broker once, within ``timeout`` seconds, or raise ServiceUnavailable.
+
+    oslo.messaging retries a connection for ever (its ``retry`` reaches only
+    the sending side, not the reply queue a call listens on), so a client
+    that must fail in bounded time asks first. Only AMQP (rabbit) URLs are
+    probed; other transports (fake:, kombu+memory:) have no broker to ask.
+    """
+    from novanet.exception import ServiceUnavailable
+
+    url = transport_url(conf)
+    parsed = _messaging().TransportURL.parse(conf, url)
+    if parsed.transport != "rabbit" or not parsed.hosts:
+        return
+    import kombu
+
+    shown = display_url(url)
+    reason = "no host in the URL"
+    for host in parsed.hosts:
+        address = f"[{host.hostname}]" if host.hostname and ":" in host.hostname else host.hostname
+        amqp_url = (
+            f"amqp://{quote(host.username or 'guest', safe='')}:"
+            f"{quote(host.password or 'guest', safe='')}@{address or '127.0.0.1'}:"
+            f"{host.port or 5672}/{quote(parsed.virtual_host or '', safe='')}"
+        )
+        connection = kombu.Connection(
+            amqp_url,
+            connect_timeout=timeout,
+            heartbeat=0,
+            ssl=bool(conf.oslo_messaging_rabbit.ssl),
+        )
+        try:
+            connection.ensure_connection(max_retries=0, timeout=timeout)
+            return
+        except Exception as exc:  # noqa: BLE001 - socket, AMQP and kombu errors alike
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "timed out" in reason or isinstance(exc, TimeoutError):
+                reason = f"no AMQP handshake within {timeout:.0f} s ({reason})"
+        finally:
+            connection.release()
+    raise ServiceUnavailable(f"cannot reach RabbitMQ at {shown}: {reason}")
+
+
 def get_transport(conf: cfg.ConfigOpts) -> Any:
     om = _messaging()
     url = transport_url(conf)
@@ -78,7 +132,9 @@ def get_transport(conf: cfg.ConfigOpts) -> Any:
     except om.InvalidTransportURL as exc:
         from novanet.exception import UsageError
 
-        raise UsageError(f"invalid transport_url {url!r}: {exc}") from None
+        raise UsageError(
+            f"invalid transport_url {display_url(url)!r}: {display_url(str(exc))}"
+        ) from None
 
 
 def get_client(transport: Any, topic: str, version: str, timeout: float | None = None) -> Any:

@@ -162,7 +162,7 @@ def test_instance_gets_its_ec2_id(lab: Lab) -> None:
     assert lab.wget(f"http://{HOST}:{PORT}/latest/meta-data/hostname").stdout == "cirros.novalocal"
     keys = lab.wget(f"http://{HOST}:{PORT}/latest/meta-data/public-keys/0/openssh-key")
     assert keys.stdout == KEY
-    assert lab.wget(f"http://{HOST}:{PORT}/latest/user-data").stdout == USER_DATA
+    assert lab.wget(f"http://{HOST}:{PORT}/latest/user-data").stdout == USER_DATA.decode()
     doc = json.loads(lab.wget(f"http://{HOST}:{PORT}/openstack/latest/meta_data.json").stdout)
     assert doc["uuid"] == lab.instance.uuid and doc["name"] == "cirros"
 

@@ -10,7 +10,7 @@ from novanet.db.api import Database
 from novanet.ipam import networks, plan, pool
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0aGlzaXNub3RhcmVhbGtleWF0YWxsMTIz alice@laptop"
-USER_DATA = "#!/bin/sh\necho hello from user data\n"
+USER_DATA = b"#!/bin/sh\necho hello from user data\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,7 @@ def add_instance(
     db: Database,
     name: str,
     *,
-    user_data: str | None = None,
+    user_data: bytes | None = None,
     public_key: str | None = None,
     mac: str | None = None,
 ) -> Made:

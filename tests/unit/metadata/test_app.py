@@ -67,7 +67,7 @@ def test_each_instance_gets_its_own_id(db: Database, app: MetadataApp) -> None:
         assert r.body == made.address.encode()
     assert call(app, "/latest/meta-data/public-keys/0/openssh-key", b.address).body == KEY.encode()
     assert call(app, "/latest/meta-data/public-keys/", a.address).code == 404
-    assert call(app, "/latest/user-data", b.address).body == USER_DATA.encode()
+    assert call(app, "/latest/user-data", b.address).body == USER_DATA
     assert call(app, "/latest/user-data", a.address).code == 404
     doc = json.loads(call(app, "/openstack/latest/meta_data.json", b.address).body)
     assert doc["uuid"] == b.uuid and doc["hostname"] == "other.novalocal"
@@ -197,3 +197,11 @@ def test_no_cache_sees_changes_at_once(db: Database, app: MetadataApp) -> None:
     assert call(app, "/latest/meta-data/instance-id", made.address).code == 200
     instances.delete_instance_row(db, made.id)
     assert call(app, "/latest/meta-data/instance-id", made.address).code == 404
+
+
+def test_binary_user_data_round_trips_through_the_database(db: Database, app: MetadataApp) -> None:
+    blob = bytes(range(256)) * 3
+    made = add_instance(db, "blob", user_data=blob)
+    reply = call(app, "/latest/user-data", made.address)
+    assert (reply.code, reply.body) == (200, blob)
+    assert reply.headers["Content-Type"] == "application/octet-stream"

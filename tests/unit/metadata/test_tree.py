@@ -93,12 +93,12 @@ def test_key_name(key: str, name: str) -> None:
 
 
 def test_user_data() -> None:
-    assert get(FULL, "/latest/user-data").body == USER_DATA.encode()
-    assert get(FULL, "/openstack/latest/user_data").body == USER_DATA.encode()
+    assert get(FULL, "/latest/user-data").body == USER_DATA
+    assert get(FULL, "/openstack/latest/user_data").body == USER_DATA
     assert get(PLAIN, "/latest/user-data").status == 404
     assert get(PLAIN, "/2009-04-04/user-data").status == 404
     assert get(PLAIN, "/openstack/latest/user_data").status == 404
-    empty = InstanceMetadata(**{**PLAIN.__dict__, "user_data": ""})
+    empty = InstanceMetadata(**{**PLAIN.__dict__, "user_data": b""})
     reply = get(empty, "/latest/user-data")
     assert (reply.status, reply.body) == (200, b"")
 
@@ -184,3 +184,15 @@ def test_percent_escapes_of_plain_characters_are_decoded() -> None:
         "latest", "meta-data", "instance-id"
     ]
     assert tree.split_path("/") == []
+
+
+def test_binary_user_data_is_served_as_it_is() -> None:
+    import gzip
+
+    blob = gzip.compress(b"#cloud-config\npackages: [htop]\n") + b"\xff\x00\x80"
+    md = InstanceMetadata(**{**PLAIN.__dict__, "user_data": blob})
+    for path in ("/latest/user-data", "/2009-04-04/user-data", "/openstack/latest/user_data"):
+        reply = get(md, path)
+        assert (reply.status, reply.body) == (200, blob)
+        assert reply.content_type == "application/octet-stream"
+    assert get(FULL, "/latest/user-data").content_type == "text/plain; charset=utf-8"

@@ -9,7 +9,7 @@ import pytest
 from novanet.db import instances
 from novanet.db.models import SERVICES
 from novanet.exception import NotFound, ServiceUnavailable
-from novanet.ipam import networks, plan, queries
+from novanet.ipam import networks, plan, pool, queries
 from tests.lib.paths import SEED
 
 
@@ -125,6 +125,7 @@ def test_delete_releases_after_the_hostsfile_no_longer_has_it(controller):
     m = controller.manager
     m.init_host()
     created = m.create_instance(display_name="cirros", host="compute-1", vif_type="tap", mac="fa:16:3e:2c:e8:ec")
+    assert pool.lease_fixed_ip(controller.db, "10.0.0.2", "fa:16:3e:2c:e8:ec")  # the guest's DHCP
     result = m.delete_instance(created.uuid)
     assert result["notes"] == []
     assert controller.compute.plugged == {}
