@@ -23,6 +23,7 @@ from novanet.exception import NovanetError
 from novanet.manage import db, fixed, instance, network, service
 from novanet.manage.context import Context
 from novanet.rpc import context
+from novanet.rpc.errors import first_line
 
 PROG = "novanet-manage"
 LOG = logging.getLogger(PROG)
@@ -115,8 +116,7 @@ def _run(args: argparse.Namespace, conf: cfg.ConfigOpts, out: TextIO | None) -> 
 def _fail(message: str, code: int, debug: bool = False) -> int:
     if debug:
         LOG.exception("failed")
-    # An error raised in novanet-network arrives with the server's traceback
-    # appended to its message (oslo.messaging): the operator gets the first line.
-    first = (message.strip().splitlines() or ["failed"])[0]
-    sys.stderr.write(f"{PROG}: error: {first}\n")
+    # Errors are one line (novanet.rpc.errors makes remote ones so); a
+    # multi-line message that slipped through still prints only its first.
+    sys.stderr.write(f"{PROG}: error: {first_line(message) or 'failed'}\n")
     return code
