@@ -96,6 +96,12 @@ def downgrade() -> None:
             batch.drop_column("priority")
             batch.drop_column("project_id")
         return
-    op.create_unique_constraint("networks_bridge_key", "networks", ["bridge"])
-    op.drop_column("networks", "priority")
-    op.drop_column("networks", "project_id")
+    # MariaDB's DDL is not transactional: a downgrade that failed further
+    # down (0003 refuses binary user data) leaves this step done while the
+    # version stays 0004, and the next attempt runs it again: idempotent.
+    if _bridge_unique_name() is None:
+        op.create_unique_constraint("networks_bridge_key", "networks", ["bridge"])
+    present = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("networks")}
+    for column in ("priority", "project_id"):
+        if column in present:
+            op.drop_column("networks", column)

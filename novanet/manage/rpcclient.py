@@ -19,6 +19,7 @@ Every call ends within a known time, whatever the broker does:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -38,13 +39,16 @@ def bounded(func: Callable[[], Any], seconds: float, on_timeout: Callable[[], Ex
     """``func()``'s result, or ``on_timeout()`` raised once ``seconds`` have passed.
 
     The worker is a daemon thread: a call stuck in a connection retry loop
-    is abandoned, not waited for, and does not keep the process alive.
+    is abandoned, not waited for, and does not keep the process alive. It
+    runs in a copy of the caller's context, so the command's request id
+    (novanet.rpc.context) travels with the call.
     """
     outcome: dict[str, Any] = {}
+    caller = contextvars.copy_context()
 
     def run() -> None:
         try:
-            outcome["value"] = func()
+            outcome["value"] = caller.run(func)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome["error"] = exc
 

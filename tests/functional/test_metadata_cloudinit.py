@@ -110,14 +110,14 @@ def test_cloud_init_reads_everything(lab: Lab, cloud_init: str) -> None:
     assert ec2["block-device-mapping"] == {"ami": "vda", "root": "/dev/vda"}
     assert ec2["placement"] == {"availability-zone": "nova"}
     assert ec2["public-keys"] == {"alice@laptop": KEY}
-    assert got["ec2_userdata"] == USER_DATA
+    assert got["ec2_userdata"] == USER_DATA.decode()
 
     assert got["openstack_version"] == "2016-10-06"  # the newest both know
     md = got["metadata"]
     assert (md["uuid"], md["name"], md["hostname"]) == (lab.instance.uuid, "cirros", "cirros.novalocal")
     assert md["public_keys"] == {"alice@laptop": KEY}
     assert md["instance-id"] == lab.instance.uuid  # cloud-init's KEY_COPIES
-    assert got["userdata"] == USER_DATA
+    assert got["userdata"] == USER_DATA.decode()
     assert got["vendordata"] == {"cloud": "novanet"}
     assert got["ec2_via_openstack"]["instance-id"] == "i-00000001"
 

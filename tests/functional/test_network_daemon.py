@@ -74,12 +74,18 @@ class Controller:
         return out.stdout
 
     def start(self) -> None:
+        # The log is appended to across restarts: wait for this run's line.
+        mark = self.log.read_text().count("serving RPC") if self.log.exists() else 0
         log = open(self.log, "a")  # noqa: SIM115 - kept by the child
         self.proc = self.ctl.popen(
             [str(BIN / "novanet-network"), "--flagfile", str(self.flagfile)],
             stdout=log, stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: "serving RPC" in self.log.read_text(), "novanet-network to serve RPC", 30)
+        wait_for(
+            lambda: self.log.read_text().count("serving RPC") > mark,
+            "novanet-network to serve RPC",
+            30,
+        )
 
     def stop(self) -> int:
         assert self.proc is not None
@@ -253,6 +259,9 @@ def test_a_deleted_bridge_comes_back_and_dnsmasq_serves_again(controller, vhost)
             controller.db, display_name="vm", hostname="vm", host="compute-1", vif_type="tap"
         )
         address = api.allocate_for_instance(instance_uuid=inst.uuid, mac=MAC)["address"]
+        # active, as a finished create leaves it: the restart below must not
+        # roll it back as a create interrupted by a crash
+        instances.update_instance(controller.db, inst.id, state="active")
         assert f"lease of {address} obtained" in controller.dhcp()
         controller.vm.run(["ip", "addr", "add", f"{address}/24", "dev", "eth0"])
 

@@ -41,13 +41,18 @@ class SystemdController(Controller):
 
     def start(self) -> None:
         env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path), WATCHDOG_USEC=str(WATCHDOG_USEC))
+        mark = self.log.read_text().count("serving RPC") if self.log.exists() else 0
         log = open(self.log, "a")  # noqa: SIM115 - kept by the child
         self.proc = self.ctl.popen(
             [*sandboxed(UNIT), str(BIN / "novanet-network"), "--flagfile", str(self.flagfile)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT),
         )
         try:
-            wait_for(lambda: "serving RPC" in self.log.read_text(), "novanet-network to serve RPC", 30)
+            wait_for(
+                lambda: self.log.read_text().count("serving RPC") > mark,
+                "novanet-network to serve RPC",
+                30,
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}; its log:\n{self.log.read_text()[-3000:]}") from None
 

@@ -253,3 +253,13 @@ def test_the_entry_point_keeps_eventlets_green_dns_out():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "False"]
+
+
+def test_a_bounded_rpc_call_carries_the_commands_request_id():
+    """The call runs in a worker thread: the request id must travel into it."""
+    from novanet.manage.rpcclient import bounded
+    from novanet.rpc import context
+
+    with context.bound() as request_id:
+        sent = bounded(context.rpc_context, 5, TimeoutError)
+    assert sent == {"request_id": request_id}
