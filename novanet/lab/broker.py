@@ -14,6 +14,8 @@ of a missing vhost is recognised by its message instead of a prior listing.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from urllib.parse import quote
 
 from novanet import exception
@@ -32,8 +34,23 @@ def vhost_for(lab_id: str) -> str:
     return f"{VHOST_PREFIX}{lab_id}"
 
 
-def _ctl(*args: str) -> tuple[str, str]:
-    return processutils.execute([RABBITMQCTL, "-q", *args], timeout=60, log_errors=False)
+# rabbitmqctl reaches the node over Erlang distribution; on a loaded machine
+# a call now and then fails to connect ("unable to perform an operation on
+# node", then a dump of the Erlang cookie hash) although the broker is fine.
+ATTEMPTS = 3
+RETRY_DELAY = 2.0
+
+
+def _ctl(*args: str, sleep: Callable[[float], None] = time.sleep) -> tuple[str, str]:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return processutils.execute([RABBITMQCTL, "-q", *args], timeout=60, log_errors=False)
+        except exception.ProcessExecutionError as exc:
+            unreachable = exc.returncode is not None and _MISSING not in f"{exc.stdout}{exc.stderr}"
+            if attempt == ATTEMPTS or not unreachable:
+                raise
+            sleep(RETRY_DELAY * attempt)
+    raise AssertionError("unreachable")
 
 
 def create_vhost(vhost: str, user: str = USER) -> None:
@@ -64,7 +81,11 @@ def delete_vhost(vhost: str) -> bool:
 def _reason(exc: exception.ProcessExecutionError) -> str:
     if exc.returncode is None:
         return exc.description or "rabbitmqctl not found (package rabbitmq-server)"
-    text = (exc.stderr or exc.stdout or "").strip().splitlines()
+    text = [line.strip() for line in (exc.stderr or exc.stdout or "").strip().splitlines()]
+    # rabbitmqctl prints "Error: ..." first, then diagnostics (cookie hash, nodes tried)
+    errors = [line for line in text if line.startswith("Error")]
+    if errors:
+        return errors[0]
     return text[-1] if text else f"rabbitmqctl exit code {exc.returncode}"
 
 
