@@ -15,7 +15,8 @@ agent's lock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 
 from novanet.compute import secgroups
 from novanet.linux.ipset import IpsetManager, IpsetRunner, Runner
@@ -24,10 +25,12 @@ from novanet.rpc.objects import InstanceNetwork
 LOG = logging.getLogger(__name__)
 
 
-def agent_ipsets(prefix: str, runner: Runner | None = None) -> IpsetManager:
+def agent_ipsets(
+    prefix: str, runner: Runner | None = None, sleep: Callable[[float], None] = time.sleep
+) -> IpsetManager:
     """The agent's IpsetManager: it owns ``<prefix>-compute-group-<gid>``."""
     tmp = f"{secgroups.set_head(prefix)}-group-tmp"  # outside the owned pattern
-    return IpsetManager(runner or IpsetRunner(), secgroups.set_pattern(prefix), tmp)
+    return IpsetManager(runner or IpsetRunner(), secgroups.set_pattern(prefix), tmp, sleep)
 
 
 class AgentSecurity:

@@ -28,7 +28,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +39,10 @@ from novanet.linux import processutils
 LOG = logging.getLogger(__name__)
 
 TYPE = "hash:ip"
+# Waits before each retry of a destroy refused while the kernel frees the
+# rules that named the set (see IpsetManager._destroy); None: give up (the
+# periodic check removes it later).
+RETRY_DELAYS: tuple[float | None, ...] = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, None)
 CREATE_OPTIONS = "family inet hashsize 1024 maxelem 65536"
 
 
@@ -138,8 +143,15 @@ class IpsetManager:
     every set; :meth:`check` reads the kernel again and repairs drift.
     """
 
-    def __init__(self, runner: Runner, owned: re.Pattern[str], tmp_name: str) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        owned: re.Pattern[str],
+        tmp_name: str,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.runner = runner
+        self._sleep = sleep
         self.owned = owned
         self.tmp_name = tmp_name
         self._present: dict[str, KernelSet] | None = None
@@ -173,10 +185,25 @@ class IpsetManager:
             plan = plan_sets({}, stale, self.tmp_name)
             if plan.after:
                 try:
-                    self._run(plan.after)
+                    self._destroy(plan.after)
                 finally:
                     self._present = None  # reread: a destroy may have been refused
             return plan
+
+    def _destroy(self, text: str) -> None:
+        # nf_tables quirk: a rule deleted by a commit is freed by a deferred
+        # work item (nf_tables_trans_destroy_work), and only then does its
+        # `-m set` match drop its reference: a destroy right after the
+        # iptables-restore that removed the last rule naming the set can be
+        # refused ("in use by a kernel component") for a few milliseconds.
+        for delay in RETRY_DELAYS:
+            try:
+                self.runner.restore(text)
+                return
+            except ProcessExecutionError as exc:
+                if "in use" not in exc.stderr or delay is None:
+                    raise
+            self._sleep(delay)
 
     def check(self, wanted: Mapping[str, frozenset[str]]) -> SetPlan:
         """Read the kernel again and repair: missing sets, wrong members, wrong type."""

@@ -27,6 +27,9 @@ class FakeIpset:
         self.restores: list[str] = []
         self.saves = 0
         self._iptables: Any = None
+        # nf_tables frees deleted rules late: the next N destroys are refused
+        # as "in use" although no rule names the set any more.
+        self.refuse_destroys = 0
 
     def attach(self, iptables: Any) -> None:
         """Share state with a FakeIptables: rules name sets, sets in use stay."""
@@ -85,7 +88,9 @@ class FakeIpset:
             self.sets[args[0]], self.sets[args[1]] = second, first
         elif op == "destroy":
             self._set(args[0])
-            if self._iptables is not None and args[0] in self._iptables.referenced_sets():
+            in_use = self._iptables is not None and args[0] in self._iptables.referenced_sets()
+            if in_use or self.refuse_destroys > 0:
+                self.refuse_destroys = max(0, self.refuse_destroys - 1)
                 raise ValueError("Set cannot be destroyed: it is in use by a kernel component")
             del self.sets[args[0]]
         else:

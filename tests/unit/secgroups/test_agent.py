@@ -57,7 +57,7 @@ def _manager(conf, ip, fake, ipset, tmp) -> ComputeManager:
         iptables=IptablesManager("compute", fake),
         vifs=VifDevices(ip, str(tmp / "lock")),
         namespaces=ip,
-        ipsets=agent_ipsets("nova", ipset),
+        ipsets=agent_ipsets("nova", ipset, sleep=lambda seconds: None),
     )
 
 
@@ -121,6 +121,20 @@ def test_rule_changes_rewrite_the_chain_and_a_set_goes_after_its_last_rule(host)
     # an instance that is not here is ignored (its create re-sends once plugged)
     host.manager.update_security({"6a1e2c4e-0000-4000-8000-000000000000": ("tcp 1 1 0.0.0.0/0",)}, {})
     assert host.chain() == [*SEED_CHAIN, FALLBACK]
+
+
+def test_a_set_whose_last_rule_was_freed_late_is_destroyed_after_a_short_wait(host):
+    host.manager.setup_instance(web(), {7: ["10.0.0.5"]})
+    host.ipset.refuse_destroys = 3  # nf_tables frees the deleted rule in a work item
+    host.manager.update_security({CIRROS.uuid: ("tcp 22 22 0.0.0.0/0",)}, {})
+    assert host.ipset.sets == {}
+    host.manager.setup_instance(web(), {7: ["10.0.0.5"]})
+    host.ipset.refuse_destroys = 100  # still in use: kept, removed by a later check
+    host.manager.update_security({CIRROS.uuid: ()}, {})
+    assert WEB in host.ipset.sets
+    host.ipset.refuse_destroys = 0  # the kernel freed it meanwhile
+    host.manager.check_iptables()
+    assert host.ipset.sets == {}
 
 
 def test_a_group_rule_added_later_creates_its_set_before_the_rule(host):
