@@ -12,8 +12,8 @@ from novanet.compute.security import agent_ipsets
 from novanet.exception import BadRequest
 from novanet.linux.bridge import BridgeManager
 from novanet.linux.devices import VifDevices
-from novanet.linux.fakes.iptables import FakeIptables
 from novanet.linux.fakes.ipset import FakeIpset
+from novanet.linux.fakes.iptables import FakeIptables
 from novanet.linux.fakes.netlink import FakeIpLib, FakeSysctl
 from novanet.linux.iptables.manager import IptablesManager
 from tests.lib.paths import SEED

@@ -8,7 +8,7 @@ from novanet.compute import secgroups
 from novanet.exception import BadRequest, UsageError
 from novanet.linux.ipset import KernelSet, parse_save, plan_sets
 from novanet.linux.iptables.normalise import normalise_rule
-from novanet.secrules import Rule, cidr_rule, check_ports, from_compact, group_rule
+from novanet.secrules import Rule, check_ports, cidr_rule, from_compact, group_rule
 
 # nova: virt/firewall.py IptablesFirewallDriver instance_rules (_build_tcp_udp_rule,
 # _build_icmp_rule): --dport for one port, multiport for a range, type[/code] for icmp.
