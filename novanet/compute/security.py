@@ -29,8 +29,7 @@ def agent_ipsets(
     prefix: str, runner: Runner | None = None, sleep: Callable[[float], None] = time.sleep
 ) -> IpsetManager:
     """The agent's IpsetManager: it owns ``<prefix>-compute-group-<gid>``."""
-    tmp = f"{secgroups.set_head(prefix)}-group-tmp"  # outside the owned pattern
-    return IpsetManager(runner or IpsetRunner(), secgroups.set_pattern(prefix), tmp, sleep)
+    return IpsetManager(runner or IpsetRunner(), secgroups.set_pattern(prefix), sleep)
 
 
 class AgentSecurity:

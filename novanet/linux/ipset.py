@@ -13,10 +13,11 @@ program does not. ``ipset save`` reads sets back in the same format.
 Membership changes are ``add``/``del`` of single addresses: each is atomic
 in the kernel, and every intermediate state is a mix of the old and the new
 membership, never an empty or missing set: no moment in which a rule that
-names the set matches more than either. A set whose type is not ours
-(someone made it by hand) is replaced with ``swap``, also atomic. A set is
-destroyed only after the iptables rules naming it are gone (the kernel
-refuses to destroy a set in use).
+names the set matches more than either. A set of ours whose type is not
+``hash:ip`` (made by hand) is destroyed and made again: ``swap`` refuses
+sets of different types, and no rule can name it (the kernel refuses to
+destroy a set in use, so ours never got replaced under a rule). A set is
+destroyed only after the iptables rules naming it are gone.
 
 ``-exist`` makes the batch idempotent (create of an existing set of the same
 type, add of a present member, del of an absent one are not errors), so a
@@ -101,7 +102,6 @@ class SetPlan:
 def plan_sets(
     wanted: Mapping[str, frozenset[str]],
     present: Mapping[str, KernelSet],
-    tmp_name: str,
     remove_stale: bool = True,
 ) -> SetPlan:
     """The restore text bringing ``present`` (owned sets only) to ``wanted``: O(changes)."""
@@ -113,10 +113,9 @@ def plan_sets(
             before.append(f"create {name} {TYPE} {CREATE_OPTIONS}")
             before += [f"add {name} {ip}" for ip in sorted(addresses)]
         elif have.type != TYPE:
-            # Made by someone else with another type: built aside, swapped in.
-            before.append(f"create {tmp_name} {TYPE} {CREATE_OPTIONS}")
-            before += [f"add {tmp_name} {ip}" for ip in sorted(addresses)]
-            before += [f"swap {tmp_name} {name}", f"destroy {tmp_name}"]
+            # Made by hand with another type (swap needs equal types): remade.
+            before += [f"destroy {name}", f"create {name} {TYPE} {CREATE_OPTIONS}"]
+            before += [f"add {name} {ip}" for ip in sorted(addresses)]
         elif have.members != addresses:
             before += [f"add {name} {ip}" for ip in sorted(addresses - have.members)]
             before += [f"del {name} {ip}" for ip in sorted(have.members - addresses)]
@@ -147,13 +146,11 @@ class IpsetManager:
         self,
         runner: Runner,
         owned: re.Pattern[str],
-        tmp_name: str,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.runner = runner
         self._sleep = sleep
         self.owned = owned
-        self.tmp_name = tmp_name
         self._present: dict[str, KernelSet] | None = None
         self._lock = threading.Lock()
 
@@ -164,13 +161,12 @@ class IpsetManager:
     def _load(self) -> dict[str, KernelSet]:
         if self._present is None:
             self._present = parse_save(self.runner.save(), self.owned)
-            self._present.pop(self.tmp_name, None)
         return self._present
 
     def ensure(self, wanted: Mapping[str, frozenset[str]]) -> SetPlan:
         """Create and fill the sets of ``wanted``; stale ones stay (see :meth:`prune`)."""
         with self._lock:
-            plan = plan_sets(wanted, self._load(), self.tmp_name, remove_stale=False)
+            plan = plan_sets(wanted, self._load(), remove_stale=False)
             if plan.before:
                 self._run(plan.before)
                 for name, members in wanted.items():
@@ -182,7 +178,7 @@ class IpsetManager:
         with self._lock:
             present = self._load()
             stale = {name: present[name] for name in present if name not in wanted}
-            plan = plan_sets({}, stale, self.tmp_name)
+            plan = plan_sets({}, stale)
             if plan.after:
                 try:
                     self._destroy(plan.after)
@@ -209,7 +205,7 @@ class IpsetManager:
         """Read the kernel again and repair: missing sets, wrong members, wrong type."""
         with self._lock:
             self._present = None
-            plan = plan_sets(wanted, self._load(), self.tmp_name, remove_stale=False)
+            plan = plan_sets(wanted, self._load(), remove_stale=False)
             if plan.before:
                 LOG.warning("ipsets changed by someone else; repairing %s", ", ".join(plan.changed))
                 try:
