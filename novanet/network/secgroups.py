@@ -16,7 +16,10 @@ every source group those rules, or the changed groups it uses, name: a
 membership change is one ipset update there, whatever the number of
 instances referencing the group. Changes are sent one at a time (a lock),
 so a host never applies an older view after a newer one; a host that does
-not answer is named in the result and converges at its next resync.
+not answer is named in the result and converges at its next resync. A host
+whose agent is down (no heartbeat within service_down_time) is not called
+at all: waiting for its timeout would hold up every change and every
+create of an instance in the groups it uses; it resyncs when it is back.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from oslo_config import cfg
 from novanet.compute.secgroups import source_groups
 from novanet.db import secgroup_view as view
 from novanet.db import secgroups as sgdb
+from novanet.db import services
 from novanet.db.api import Database
 from novanet.exception import ServiceUnavailable
 from novanet.rpc.errors import first_line
@@ -80,7 +84,13 @@ class SecurityGroups:
                 chains.setdefault(host, set()).update(uuids)
             sets = view.referencing_hosts(self.db, members_changed)
             told, notes = [], []
-            for host in sorted(set(chains) | set(sets)):
+            hosts = set(chains) | set(sets)
+            down = hosts - self._computes_up()
+            for host in sorted(down):
+                # No call that would wait its timeout (and hold up creates):
+                # the agent resyncs everything when it comes back.
+                notes.append(f"compute host {host} is down: it applies the change when it is back")
+            for host in sorted(hosts - down):
                 rules = view.rules_for(self.db, chains.get(host, ()))
                 groups = set(sets.get(host, ()))
                 for texts in rules.values():
@@ -102,6 +112,13 @@ class SecurityGroups:
         if told:
             LOG.info("security groups: told %s", ", ".join(told))
         return {"hosts": told, "notes": notes}
+
+    def _computes_up(self) -> set[str]:
+        return {
+            svc.host
+            for svc in services.list_services(self.db)
+            if svc.binary == "novanet-compute" and svc.is_up(self.conf.service_down_time)
+        }
 
     def host_members(self, host: str) -> dict[int, list[str]]:
         """Members of every source group the rules of ``host``'s instances name (resync)."""

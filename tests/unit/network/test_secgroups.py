@@ -94,3 +94,21 @@ def test_membership_change_and_a_host_that_does_not_answer(ctl):
     assert "compute-1 was not told" in result["notes"][0]
     assert ctl.compute.plugged[b.uuid].rules == ("icmp -1 -1 0.0.0.0/0", f"tcp 22 22 @{web_id}")
     assert ctl.compute.members["compute-2"][web_id] == {a.address, b.address}
+
+
+def test_a_host_that_is_down_is_not_called(ctl):
+    import datetime
+
+    from novanet.db.models import SERVICES
+
+    secgroups.create_group(ctl.db, "web")
+    create(ctl, "a", "compute-1", ["web"])
+    create(ctl, "b", "compute-2", ["web"])
+    old = datetime.datetime(2020, 1, 1)
+    with ctl.db.transaction() as conn:
+        conn.execute(SERVICES.update().where(SERVICES.c.host == "compute-2").values(updated_at=old))
+    ctl.compute.told.clear()
+    gid = secgroups.add_rule(ctl.db, "web", cidr_rule("udp", 53, 53, "10.0.0.0/24"))
+    result = ctl.manager.security_groups_changed(rules_changed=[gid])
+    assert result["hosts"] == ["compute-1"] and ctl.compute.told == ["compute-1"]
+    assert result["notes"] == ["compute host compute-2 is down: it applies the change when it is back"]
