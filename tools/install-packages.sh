@@ -25,6 +25,8 @@ declare -A wanted=(
     # Only bench/iptables_breakdown.py runs it (the nft program's own cost of
     # a deletion by handle); novanet itself talks netlink (nftnl.py).
     [nft]=nftables
+    # security groups: one hash:ip set of member addresses per source group
+    [ipset]=ipset
 )
 missing=()
 for program in "${!wanted[@]}"; do

@@ -12,9 +12,9 @@ from typing import Any
 
 from novanet.compute.manager import ComputeManager
 from novanet.exception import BadRequest
-from novanet.rpc import errors
+from novanet.rpc import errors, payloads
 from novanet.rpc import transport as rpc
-from novanet.rpc.objects import InstanceNetwork
+from novanet.rpc.objects import InstanceNetwork, members_from, rules_from
 
 LOG = logging.getLogger(__name__)
 
@@ -24,14 +24,14 @@ _expected = errors.endpoint("novanet-compute")
 
 
 class ComputeEndpoint:
-    target = rpc.target("1.0")
+    target = rpc.target("1.1")
 
     def __init__(self, manager: ComputeManager, resync: Callable[[], object]) -> None:
         self.manager = manager
         self._resync = resync
 
     def _instance(self, ctxt: Any, kw: dict[str, Any]) -> InstanceNetwork:
-        if set(kw) != {"instance"}:
+        if set(kw) - {"members"} != {"instance"}:
             raise BadRequest(
                 f"expected one argument 'instance', got {', '.join(sorted(kw)) or 'none'}"
             )
@@ -44,11 +44,24 @@ class ComputeEndpoint:
 
     @_expected
     def setup_instance(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
-        return {"devname": self.manager.setup_instance(self._instance(ctxt, kw))}
+        inst = self._instance(ctxt, kw)
+        members = members_from(kw.get("members"))  # 1.1
+        return {"devname": self.manager.setup_instance(inst, members)}
 
     @_expected
     def teardown_instance(self, ctxt: Any, **kw: Any) -> None:
         self.manager.teardown_instance(self._instance(ctxt, kw))
+
+    @_expected
+    def update_security(self, ctxt: Any, **kw: Any) -> dict[str, int]:
+        """1.1: new rules of instances here, new members of source groups."""
+        if set(kw) != {"rules", "members"}:
+            raise BadRequest(f"expected arguments rules, members; got {', '.join(sorted(kw))}")
+        rules = payloads.mapping(kw["rules"], "rules")
+        checked = {
+            payloads.uuid(u, "rules"): rules_from(r, f"rules[{u}]") for u, r in rules.items()
+        }
+        return self.manager.update_security(checked, members_from(kw["members"]))
 
     def refresh(self, ctxt: Any, **kw: Any) -> None:
         threading.Thread(target=self._resync, name="refresh", daemon=True).start()

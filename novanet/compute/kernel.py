@@ -140,7 +140,8 @@ class AgentKernel:
         )
 
     def add_rules(self, inst: InstanceNetwork) -> None:
-        spec = instance_filter(inst)
+        """The instance's chain and jump; again for the same instance: its chain rewritten."""
+        spec = instance_filter(inst, self.conf.iptables_prefix)
         chain = rules.chain_name(inst.id)
         self.filter.add_chain(chain)
         self.filter.set_rules(chain, rules.instance_chain(spec, self.conf.allow_same_net_traffic))

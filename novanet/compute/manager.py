@@ -17,14 +17,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from oslo_config import cfg
 
 from novanet.compute.kernel import AgentKernel, Bridges, Namespaces, Vifs
 from novanet.compute.resync_plan import plan_resync, template_pattern
+from novanet.compute.security import AgentSecurity
 from novanet.exception import NovanetError, UsageError
+from novanet.linux.ipset import IpsetManager
 from novanet.rpc.objects import InstanceNetwork
 
 __all__ = ["BINARY", "TOPIC", "ComputeManager", "template_pattern"]
@@ -44,6 +46,7 @@ class ComputeManager:
         iptables: Any,
         vifs: Vifs,
         namespaces: Namespaces,
+        ipsets: IpsetManager | None = None,
     ) -> None:
         self.conf = conf
         self.host = conf.host
@@ -58,6 +61,8 @@ class ComputeManager:
         )
         self._lock = threading.RLock()
         self._instances: dict[str, InstanceNetwork] = {}  # uuid -> what is plugged here
+        # Security groups: the members told, the ipsets (novanet.compute.security).
+        self.security = AgentSecurity(ipsets, conf.iptables_prefix)
         self._synced = False
         # Each setup/teardown bumps the generation and records it per instance,
         # so that a resync whose list was read before the change leaves that
@@ -107,9 +112,15 @@ class ComputeManager:
         now = [self._instances[uuid] for uuid in moved if uuid in self._instances]
         return [inst for inst in wanted if inst.uuid not in moved] + now, moved
 
-    def resync(self, wanted: Iterable[InstanceNetwork], since: int | None = None) -> dict[str, int]:
+    def resync(
+        self,
+        wanted: Iterable[InstanceNetwork],
+        since: int | None = None,
+        members: Mapping[int, Iterable[str]] | None = None,
+    ) -> dict[str, int]:
         """Converge devices and chains to ``wanted`` (the controller's list for this host).
 
+        ``members``: addresses of the source groups the rules name.
         ``since``: :attr:`generation` when the list was asked for; instances
         set up or torn down after that are left as they are. The kernel is
         read before the agent's lock is taken (a link dump grows with the
@@ -131,6 +142,9 @@ class ComputeManager:
                 first=not self._synced,
                 settled=settled,
             )
+            # security groups: sets for old and new chains before any chain
+            self.security.tell(members)
+            self.security.ensure([*wanted, *self._instances.values()])
             done = self.kernel.apply(plan, self._instances)
             known: dict[str, InstanceNetwork] = {}
             for inst in wanted:
@@ -150,6 +164,8 @@ class ComputeManager:
             known.update(done.kept)
             self._instances = known
             self._synced = self._synced or done.synced
+            if done.synced or not done.failed_removals:
+                self.security.prune(known.values())  # no chain names them any more
         summary = {"instances": len(wanted), "plugged": done.plugged, "removed": done.removed}
         if done.attached:
             summary["attached"] = done.attached
@@ -159,12 +175,16 @@ class ComputeManager:
 
     # -- instances ------------------------------------------------------------------
 
-    def setup_instance(self, inst: InstanceNetwork) -> str:
-        """Chain first, then the device; returns the host device name (vnetN)."""
+    def setup_instance(
+        self, inst: InstanceNetwork, members: Mapping[int, Iterable[str]] | None = None
+    ) -> str:
+        """Sets, chain, then the device; returns the host device name (vnetN)."""
         with self._lock:
             self._touch(inst.uuid)
             self.kernel.ensure_bridge(inst.bridge)
             old = self._instances.get(inst.uuid)
+            self.security.tell(members)
+            self.security.ensure([*self._instances.values(), inst])
             with self.iptables.defer_apply():
                 if old is not None and old != _with_devname(inst, old.devname):
                     self.kernel.remove_rules(old)
@@ -176,6 +196,8 @@ class ComputeManager:
                 self._teardown(inst)
                 raise
             self._instances[inst.uuid] = _with_devname(inst, devname)
+            if old is not None:
+                self.security.prune(self._instances.values())
             return devname
 
     def teardown_instance(self, inst: InstanceNetwork) -> None:
@@ -189,9 +211,36 @@ class ComputeManager:
         with self.iptables.defer_apply():
             self.kernel.remove_rules(inst)
         self._instances.pop(inst.uuid, None)
+        self.security.prune(self._instances.values())
         LOG.info(
             "unplugged %s (%s)%s", inst.name, inst.address, f" from {device}" if device else ""
         )
+
+    def update_security(
+        self, rules: Mapping[str, tuple[str, ...]], members: Mapping[int, Iterable[str]]
+    ) -> dict[str, int]:
+        """New rules of instances here and new members of groups: sets, chains, stale sets.
+
+        Instances not plugged here are ignored (one being created gets its
+        rules again once plugged). Each changed chain is rewritten, all in
+        one iptables-restore; a membership change is a set update alone.
+        """
+        with self._lock:
+            changed = {
+                uuid: dataclasses.replace(self._instances[uuid], rules=tuple(new))
+                for uuid, new in rules.items()
+                if uuid in self._instances and self._instances[uuid].rules != tuple(new)
+            }
+            for uuid in changed:
+                self._touch(uuid)
+            self.security.tell(members)
+            self.security.ensure([*self._instances.values(), *changed.values()])
+            with self.iptables.defer_apply():
+                for inst in changed.values():
+                    self.kernel.add_rules(inst)
+            self._instances.update(changed)
+            self.security.prune(self._instances.values())
+            return {"chains": len(changed)}
 
     def instances(self) -> list[InstanceNetwork]:
         with self._lock:
@@ -201,6 +250,8 @@ class ComputeManager:
 
     def check_iptables(self) -> None:
         if self._synced:
+            with self._lock:  # sets first: the rules name them
+                self.security.check(self._instances.values())
             self.iptables.check_and_repair()  # logs each repair it makes
 
     def check_bridges(self) -> list[str]:

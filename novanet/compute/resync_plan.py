@@ -47,7 +47,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from novanet.compute import rules
+from novanet.compute import rules, secgroups
 from novanet.linux.devices import VifDevice, host_mac
 from novanet.rpc.objects import InstanceNetwork
 
@@ -73,8 +73,9 @@ def instance_netns(inst: InstanceNetwork) -> str | None:
     return inst.name if inst.vif_type == "netns" else None
 
 
-def instance_filter(inst: InstanceNetwork) -> rules.InstanceFilter:
-    return rules.InstanceFilter(inst.id, inst.address, inst.cidr, inst.dhcp_server)
+def instance_filter(inst: InstanceNetwork, prefix: str = "nova") -> rules.InstanceFilter:
+    accepts = tuple(secgroups.render(inst.rules, prefix))
+    return rules.InstanceFilter(inst.id, inst.address, inst.cidr, inst.dhcp_server, accepts)
 
 
 def _who(inst: InstanceNetwork) -> str:
@@ -241,15 +242,16 @@ def _plan_rules(
     for inst in active:
         old = known.get(inst.uuid)
         if old is not None and _filter_key(old) != _filter_key(inst):
-            steps += [RemoveRules(old), AddRules(inst)]  # its address or network changed
+            # its address, network or security-group rules changed
+            steps += [RemoveRules(old), AddRules(inst)]
         elif first or old is None:
             steps.append(AddRules(inst))
     return steps
 
 
-def _filter_key(inst: InstanceNetwork) -> tuple[int, str, str, str]:
+def _filter_key(inst: InstanceNetwork) -> tuple[int, str, str, str, tuple[str, ...]]:
     """What the instance's chain is made of (see instance_filter), compared cheaply."""
-    return inst.id, inst.address, inst.cidr, inst.dhcp_server
+    return inst.id, inst.address, inst.cidr, inst.dhcp_server, inst.rules
 
 
 def _plan_devices(

@@ -22,6 +22,8 @@ class InstanceFilter:
     address: str
     cidr: str
     dhcp_server: str
+    # Its security-group rules, rendered (novanet.compute.secgroups.render).
+    accepts: tuple[str, ...] = ()
 
 
 def base_rules(
@@ -68,6 +70,7 @@ def instance_chain(inst: InstanceFilter, allow_same_net_traffic: bool = True) ->
     ]
     if allow_same_net_traffic:
         rules.append(f"-s {inst.cidr} -j ACCEPT")
+    rules.extend(inst.accepts)  # security groups: none keeps the seed's chain
     rules.append("-j $sg-fallback")
     return rules
 

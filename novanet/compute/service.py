@@ -13,6 +13,7 @@ from oslo_config import cfg
 from novanet import metrics as metrics_mod
 from novanet.compute.endpoint import ComputeEndpoint
 from novanet.compute.manager import BINARY, TOPIC, ComputeManager
+from novanet.compute.security import agent_ipsets
 from novanet.conf.loader import Source
 from novanet.linux.bridge import BridgeManager
 from novanet.linux.devices import VifDevices
@@ -21,7 +22,7 @@ from novanet.linux.sysctl import Sysctl
 from novanet.rpc import transport as rpc
 from novanet.rpc.dispatch import ServerEndpoint
 from novanet.rpc.network_api import NetworkAPI
-from novanet.rpc.objects import InstanceNetwork
+from novanet.rpc.objects import InstanceNetwork, members_from
 from novanet.service.health import Check
 from novanet.service.periodic import PeriodicRunner
 
@@ -44,6 +45,7 @@ class ComputeService:
             iptables=self.iptables,
             vifs=VifDevices(ip, conf.lock_path),
             namespaces=ip,
+            ipsets=agent_ipsets(conf.iptables_prefix),
         )
         self.transport = rpc.get_transport(conf)
         self.network = NetworkAPI(self.transport, timeout=conf.rpc_connect_timeout)
@@ -116,13 +118,26 @@ class ComputeService:
                     "cannot get this host's instances from the controller: %s", _first_line(exc)
                 )
                 return False
+            members = self._members(wanted)
+            if members is None:
+                return False
             try:
-                summary = self.manager.resync(wanted, since=since)
+                summary = self.manager.resync(wanted, since=since, members=members)
             except Exception:  # noqa: BLE001 - logged; the caller retries
                 LOG.exception("resync failed")
                 return False
             LOG.info("resync: %s", ", ".join(f"{k} {v}" for k, v in summary.items()))
             return True
+
+    def _members(self, wanted: list[InstanceNetwork]) -> dict[int, tuple[str, ...]] | None:
+        """Members of the source groups of the instances' rules (None: not now)."""
+        if not any("@" in rule for inst in wanted for rule in inst.rules):
+            return {}
+        try:
+            return members_from(self.network.get_host_members(host=self.conf.host))
+        except Exception as exc:  # noqa: BLE001 - retried with the resync
+            LOG.warning("cannot get security-group members from the controller: %s", exc)
+            return None
 
     def heartbeat(self) -> None:
         try:

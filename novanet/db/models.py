@@ -143,6 +143,56 @@ class Instance(Base):
     updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
 
 
+class SecurityGroup(Base):
+    """nova's security_groups (no project: novanet has one tenant); ``default`` always exists."""
+
+    __tablename__ = "security_groups"
+    __table_args__ = (UniqueConstraint("name", name="uq_security_groups_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class SecurityGroupRule(Base):
+    """An ingress rule of ``parent_group_id``: from ``cidr`` or from members of ``group_id``."""
+
+    __tablename__ = "security_group_rules"
+    __table_args__ = (
+        Index("ix_security_group_rules_parent", "parent_group_id"),
+        Index("ix_security_group_rules_group", "group_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_group_id: Mapped[int] = mapped_column(
+        ForeignKey("security_groups.id", ondelete="CASCADE")
+    )
+    protocol: Mapped[str] = mapped_column(String(5))
+    from_port: Mapped[int] = mapped_column(Integer)
+    to_port: Mapped[int] = mapped_column(Integer)
+    cidr: Mapped[str | None] = mapped_column(String(43))
+    # No cascade: a group some rule grants cannot be deleted.
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("security_groups.id"))
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class SecurityGroupInstance(Base):
+    """Membership; it goes with the instance's row."""
+
+    __tablename__ = "security_group_instance_association"
+    __table_args__ = (
+        UniqueConstraint("security_group_id", "instance_uuid", name="uq_security_group_instance"),
+        Index("ix_security_group_instance_uuid", "instance_uuid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    security_group_id: Mapped[int] = mapped_column(ForeignKey("security_groups.id"))
+    instance_uuid: Mapped[str] = mapped_column(ForeignKey("instances.uuid", ondelete="CASCADE"))
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
 class Service(Base):
     __tablename__ = "services"
     __table_args__ = (UniqueConstraint("host", "binary", name="uq_services_host_binary"),)
@@ -194,6 +244,9 @@ FIXED_IPS = _table(FixedIp)
 VIFS = _table(VirtualInterface)
 INSTANCES = _table(Instance)
 SERVICES = _table(Service)
+SECURITY_GROUPS = _table(SecurityGroup)
+SECURITY_GROUP_RULES = _table(SecurityGroupRule)
+SECURITY_GROUP_INSTANCES = _table(SecurityGroupInstance)
 
 
 def inserted_id(result: CursorResult[Any]) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 
 from novanet.exception import UsageError
 from novanet.ipam.macs import normalize_mac
-from novanet.manage import common, rpcclient
+from novanet.manage import common, rpcclient, secgroup
 from novanet.manage.context import Context
 from novanet.manage.output import emit, emit_record
 
@@ -40,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common.add_format(show)
     show.set_defaults(func=show_cmd)
     register_lifecycle(actions)
+    secgroup.register_instance(actions)  # add-secgroup, remove-secgroup
 
 
 def describe(ctx: Context, inst: Any) -> list[Any]:
@@ -75,6 +76,11 @@ def show_cmd(ctx: Context, args: argparse.Namespace) -> int:
     values = describe(ctx, inst)
     fields = list(zip(COLUMNS, values, strict=True))
     fields += [("hostname", inst.hostname), ("created_at", inst.created_at)]
+    from novanet.db import secgroups
+
+    groups = list(secgroups.groups_of(ctx.database(), inst.uuid))
+    json = common.fmt(args) == "json"
+    fields.append(("security_groups", groups if json else ", ".join(groups) or None))
     emit_record(ctx.out, fields, common.fmt(args))
     return 0
 
@@ -91,6 +97,13 @@ def register_lifecycle(actions: argparse._SubParsersAction) -> None:  # type: ig
         create, "user_data", metavar="FILE", help=f"user data (at most {MAX_USER_DATA} bytes)"
     )
     common.option(create, "public_key", metavar="FILE", help="an OpenSSH public key file")
+    common.option(
+        create,
+        "security_group",
+        metavar="GROUP",
+        action="append",
+        help="a security group of the instance (repeatable; default: default)",
+    )
     common.add_format(create)
     create.set_defaults(func=create_cmd)
     delete = actions.add_parser("delete", help="delete an instance and everything it had")
@@ -162,6 +175,7 @@ def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
             mac=mac,
             user_data=user_data,
             public_key=public_key,
+            security_groups=args.security_group,
         )
     fields = [
         ("id", created["id"]),

@@ -47,15 +47,13 @@ def normalize_address(address: str) -> str | None:
 
 
 def security_groups(db: Database, instance_uuid: str) -> tuple[str, ...]:
-    """The names of the instance's security groups (EC2 ``security-groups``).
+    """The names of the instance's security groups (EC2 ``security-groups``), sorted.
 
-    THE SEAM for security groups: novanet has none yet, and every instance
-    is in nova's group ``default``. The security-group work fills this from
-    the database (it gets ``db`` for that); nothing else in the metadata
-    service needs to change.
+    An instance taken out of every group has none (nova listed none either).
     """
-    del db, instance_uuid  # unused until security groups exist
-    return ("default",)
+    from novanet.db import secgroups
+
+    return secgroups.groups_of(db, instance_uuid)
 
 
 @functools.cache

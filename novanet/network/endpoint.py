@@ -13,6 +13,7 @@ from novanet.ipam.macs import normalize_mac
 from novanet.network.manager import NetworkManager
 from novanet.rpc import errors, payloads
 from novanet.rpc import transport as rpc
+from novanet.rpc.objects import members_to
 
 LOG = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ _expected = errors.endpoint("novanet-network")
 
 
 class NetworkEndpoint:
-    target = rpc.target("1.1")
+    target = rpc.target("1.2")
 
     def __init__(self, manager: NetworkManager) -> None:
         self.manager = manager
@@ -39,6 +40,7 @@ class NetworkEndpoint:
             "user_data",
             "user_data_b64",
             "public_key",
+            "security_groups",
         )
         mac = kw.get("mac")
         if mac is not None:
@@ -55,8 +57,25 @@ class NetworkEndpoint:
             public_key=payloads.optional_text(
                 kw.get("public_key"), "public_key", payloads.MAX_PUBLIC_KEY
             ),
+            security_groups=_names(kw.get("security_groups")),
         )
         return created.to_dict()
+
+    @_expected
+    def security_groups_changed(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        _only(kw, "rules_changed", "members_changed", "instances")
+        return self.manager.security_groups_changed(
+            rules_changed=_ids(kw.get("rules_changed"), "rules_changed"),
+            members_changed=_ids(kw.get("members_changed"), "members_changed"),
+            instances=[
+                payloads.uuid(u, "instances") for u in _list(kw.get("instances"), "instances")
+            ],
+        )
+
+    @_expected
+    def get_host_members(self, ctxt: Any, **kw: Any) -> dict[str, list[str]]:
+        _only(kw, "host")
+        return members_to(self.manager.host_members(payloads.host(kw.get("host"))))
 
     @_expected
     def delete_instance(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
@@ -132,6 +151,25 @@ def _user_data(kw: dict[str, Any]) -> bytes | None:
     if len(data) > payloads.MAX_USER_DATA:
         raise BadRequest(f"user_data is larger than {payloads.MAX_USER_DATA} bytes")
     return data
+
+
+def _list(value: Any, field: str, limit: int = 10000) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > limit:
+        raise BadRequest(f"{field} must be a list of at most {limit} items")
+    return value
+
+
+def _ids(value: Any, field: str) -> list[int]:
+    return [payloads.integer(v, field) for v in _list(value, field)]
+
+
+def _names(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    names = [payloads.text(v, "security_groups") for v in _list(value, "security_groups", 100)]
+    return names or None
 
 
 def _only(kw: dict[str, Any], *allowed: str) -> None:

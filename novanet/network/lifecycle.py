@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from oslo_config import cfg
 
-from novanet.db import instances
+from novanet.db import instances, secgroups
 from novanet.db.api import Database
 from novanet.db.models import utcnow
 from novanet.dhcp.labels import dns_label, first_free, hostname_candidates
@@ -77,6 +77,19 @@ class InstanceLifecycle:
     ) -> InstanceNetwork:
         raise NotImplementedError
 
+    # provided by novanet.network.secgroups.SecurityGroups
+    def security_group_ids(self, names: list[str]) -> list[int]:
+        raise NotImplementedError
+
+    def members_for(self, rules: tuple[str, ...]) -> dict[int, list[str]]:
+        raise NotImplementedError
+
+    def secgroups_created(self, uuid: str, group_ids: list[int], sent: tuple[str, ...]) -> None:
+        raise NotImplementedError
+
+    def secgroups_deleted(self, group_ids: set[int]) -> None:
+        raise NotImplementedError
+
     def _instance_lock(self, key: str) -> threading.Lock:
         with self._lock:
             return self._instance_locks.setdefault(key, threading.Lock())
@@ -101,9 +114,12 @@ class InstanceLifecycle:
         mac: str | None = None,
         user_data: bytes | None = None,
         public_key: str | None = None,
+        security_groups: list[str] | None = None,
     ) -> InstanceNetwork:
         """Allocate, update dnsmasq, have the compute host plug and filter; undo on failure."""
         self.check_host_up(host)
+        # security groups: unknown names are refused before anything is written
+        group_ids = self.security_group_ids(security_groups or ["default"])
         uuid = str(uuidlib.uuid4())
         # Locked before the row exists: a reconcile never sees it unlocked.
         with self._instance_lock(uuid):
@@ -118,6 +134,7 @@ class InstanceLifecycle:
                 public_key=public_key,
             )
             try:
+                secgroups.join_groups(self.db, uuid, group_ids)
                 self._set_hostname(inst.id, display_name)
                 alloc, net = self._allocate(inst.uuid, mac)
             except Exception:
@@ -136,8 +153,10 @@ class InstanceLifecycle:
                 self._forget_lock(uuid)
                 raise
             try:
+                # members of its rules' source groups; none: the 1.0 call
+                extra = {"members": self.members_for(described.rules)} if described.rules else {}
                 reply = self._compute().setup_instance(
-                    described, timeout=self.conf.instance_create_timeout
+                    described, timeout=self.conf.instance_create_timeout, **extra
                 )
             except Exception as exc:
                 self._remove(described, UNDO_TIMEOUT)
@@ -148,6 +167,7 @@ class InstanceLifecycle:
                 ) from None
             devname = reply.get("devname") if isinstance(reply, dict) else None
             instances.update_instance(self.db, inst.id, state="active", vif_devname=devname)
+            self.secgroups_created(uuid, group_ids, described.rules)
         LOG.info(
             "instance %s (%s) on %s: %s %s %s",
             described.name,
@@ -180,7 +200,9 @@ class InstanceLifecycle:
                 # Read under the lock: a delete that waited for another one sees it gone.
                 inst = instances.get_by_uuid(self.db, instance_uuid)
                 instances.update_instance(self.db, inst.id, state="deleting")
+                group_ids = secgroups.group_ids_of(self.db, [instance_uuid])
                 notes = self._delete(inst, self.conf.instance_create_timeout)
+                self.secgroups_deleted(group_ids)
         finally:
             # Only once the row is gone (or never was): a live instance keeps its lock.
             if not instances.exists(self.db, instance_uuid):

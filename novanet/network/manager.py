@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from oslo_config import cfg
 
-from novanet.db import instances, services
+from novanet.db import instances, secgroup_view, services
 from novanet.db.api import Database
 from novanet.exception import Conflict, NotFound, ServiceUnavailable
 from novanet.ipam import networks as nets
@@ -26,6 +27,7 @@ from novanet.ipam.networks import NetworkRow
 from novanet.linux.ebtables import Ebtables
 from novanet.network.host import BINARY, CONTROLLER_TABLES, TOPIC, Bridges, Dhcp, NetworkHost
 from novanet.network.lifecycle import InstanceLifecycle
+from novanet.network.secgroups import SecurityGroups
 from novanet.rpc.objects import InstanceNetwork
 
 LOG = logging.getLogger(__name__)
@@ -36,7 +38,10 @@ __all__ = ["BINARY", "CONTROLLER_TABLES", "TOPIC", "Bridges", "Dhcp", "NetworkMa
 
 class Compute(Protocol):
     def setup_instance(
-        self, instance: InstanceNetwork, timeout: float | None = None
+        self,
+        instance: InstanceNetwork,
+        timeout: float | None = None,
+        members: Mapping[int, Iterable[str]] | None = None,
     ) -> dict[str, Any]: ...
 
     def teardown_instance(
@@ -44,7 +49,7 @@ class Compute(Protocol):
     ) -> None: ...
 
 
-class NetworkManager(NetworkHost, InstanceLifecycle):
+class NetworkManager(NetworkHost, SecurityGroups, InstanceLifecycle):
     """The instance lifecycle (:class:`InstanceLifecycle`) on the host's networks."""
 
     def __init__(
@@ -84,8 +89,13 @@ class NetworkManager(NetworkHost, InstanceLifecycle):
         )
 
     def describe(
-        self, inst: instances.InstanceRow, port: instances.Port | None = None
+        self,
+        inst: instances.InstanceRow,
+        port: instances.Port | None = None,
+        rules: tuple[str, ...] | None = None,
     ) -> InstanceNetwork:
+        if rules is None:  # its security-group rules (compute API 1.1)
+            rules = secgroup_view.rules_for(self.db, [inst.uuid])[inst.uuid]
         if port is None:
             ports = instances.ports_of(self.db, inst.uuid)
             if not ports:
@@ -105,6 +115,7 @@ class NetworkManager(NetworkHost, InstanceLifecycle):
             dhcp_server=net.dhcp_server,
             bridge=net.bridge,
             devname=inst.vif_devname,
+            rules=rules,
         )
 
     def check_host_up(self, host: str) -> None:
@@ -142,11 +153,12 @@ class NetworkManager(NetworkHost, InstanceLifecycle):
     def get_host_instances(self, host: str) -> list[InstanceNetwork]:
         """What must run on a compute host: its instances that hold an address."""
         result = []
+        rules = secgroup_view.rules_on_host(self.db, host)  # one query for all of them
         for inst in instances.list_instances(self.db, host=host):
             if inst.state not in ("building", "active"):
                 continue
             try:
-                result.append(self.describe(inst))
+                result.append(self.describe(inst, rules=rules.get(inst.uuid, ())))
             except NotFound:
                 continue
         return result

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from novanet.rpc import context
 from novanet.rpc import transport as rpc
-from novanet.rpc.objects import InstanceNetwork
+from novanet.rpc.objects import InstanceNetwork, members_to
 
 TOPIC = "compute"
 
@@ -18,13 +19,20 @@ class ComputeAPI:
 
     * 1.0 - Initial version: ``setup_instance``, ``teardown_instance``,
       ``refresh``.
+    * 1.1 - Security groups: ``instance`` carries ``rules`` (compact strings
+      of :mod:`novanet.secrules`); ``setup_instance`` takes ``members``
+      (``{"<group id>": [addresses]}`` of the source groups its rules name);
+      new ``update_security(rules={uuid: [rules]}, members=...)``: new rules
+      of instances on that host and new members of groups, applied as set
+      updates and chain rewrites without a re-plug. A 1.0 agent would drop
+      the rules: the controller sends them only with version 1.1.
 
     The context dict carries ``request_id`` (the controller passes on the one
     of the request it is handling; see :mod:`novanet.rpc.context`): it is
     not an argument and needs no version change.
     """
 
-    VERSION = "1.0"
+    VERSION = "1.1"
 
     def __init__(
         self, transport: Any, timeout: float | None = None, retry: int | None = None
@@ -34,11 +42,39 @@ class ComputeAPI:
         self.retry = retry
 
     def setup_instance(
-        self, instance: InstanceNetwork, timeout: float | None = None
+        self,
+        instance: InstanceNetwork,
+        timeout: float | None = None,
+        members: Mapping[int, Iterable[str]] | None = None,
     ) -> dict[str, Any]:
         """Plug the VIF and install the instance's chain; returns ``{"devname": "vnetN"}``."""
-        client = self.client.prepare(server=instance.host, timeout=timeout, retry=self.retry)
-        return client.call(context.rpc_context(), "setup_instance", instance=instance.to_dict())  # type: ignore[no-any-return]
+        extra: dict[str, Any] = {}
+        version = "1.0"
+        if instance.rules or members:
+            extra["members"] = members_to(members or {})
+            version = "1.1"
+        client = self.client.prepare(
+            server=instance.host, timeout=timeout, retry=self.retry, version=version
+        )
+        return client.call(  # type: ignore[no-any-return]
+            context.rpc_context(), "setup_instance", instance=instance.to_dict(), **extra
+        )
+
+    def update_security(
+        self,
+        host: str,
+        rules: Mapping[str, Iterable[str]],
+        members: Mapping[int, Iterable[str]],
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """New rules of instances on ``host`` and new members of source groups (1.1)."""
+        client = self.client.prepare(server=host, timeout=timeout, retry=self.retry, version="1.1")
+        return client.call(  # type: ignore[no-any-return]
+            context.rpc_context(),
+            "update_security",
+            rules={uuid: list(r) for uuid, r in rules.items()},
+            members=members_to(members),
+        )
 
     def teardown_instance(self, instance: InstanceNetwork, timeout: float | None = None) -> None:
         """Remove the instance's chain, device and namespace (idempotent)."""

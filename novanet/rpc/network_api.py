@@ -22,6 +22,13 @@ class NetworkAPI:
       ``release_fixed_ip``, ``report_state``, ``refresh_networks``.
     * 1.1 - ``create_instance`` takes ``user_data_b64``: user data as bytes
       (base64 on the wire), any content; ``user_data`` (text) stays accepted.
+    * 1.2 - Security groups: ``create_instance`` takes ``security_groups``
+      (names; default ``["default"]``); new ``security_groups_changed``
+      (``rules_changed``, ``members_changed``: group ids; ``instances``:
+      uuids; returns ``{"hosts": [...], "notes": [...]}`` once the hosts
+      concerned applied it) and ``get_host_members`` (``{"<group id>":
+      [addresses]}`` of the source groups named by the rules of a host's
+      instances: the compute agent's resync).
 
     The context dict carries ``request_id`` (``req-<uuid>``) so the work of
     one operator command can be followed across daemons' logs; it is not an
@@ -32,7 +39,7 @@ class NetworkAPI:
     anything else.
     """
 
-    VERSION = "1.1"
+    VERSION = "1.2"
 
     def __init__(
         self, transport: Any, timeout: float | None = None, retry: int | None = None
@@ -61,6 +68,7 @@ class NetworkAPI:
         user_data: bytes | None = None,
         public_key: str | None = None,
         timeout: float | None = None,
+        security_groups: list[str] | None = None,
     ) -> dict[str, Any]:
         """Allocate an address, update dnsmasq, have ``host`` plug and filter it."""
         extra: dict[str, Any] = {}
@@ -69,6 +77,9 @@ class NetworkAPI:
             # JSON carries no bytes: base64, so that any user data arrives as it was.
             extra["user_data_b64"] = base64.b64encode(user_data).decode("ascii")
             version = "1.1"
+        if security_groups is not None:
+            extra["security_groups"] = list(security_groups)
+            version = "1.2"
         return self._call(  # type: ignore[no-any-return]
             "create_instance",
             timeout=timeout,
@@ -115,6 +126,28 @@ class NetworkAPI:
         self.client.cast(
             context.rpc_context(), "report_state", host=host, binary=binary, topic=topic
         )
+
+    def security_groups_changed(
+        self,
+        *,
+        rules_changed: list[int] | None = None,
+        members_changed: list[int] | None = None,
+        instances: list[str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Groups changed in the database (novanet-manage): tell the hosts concerned."""
+        return self._call(  # type: ignore[no-any-return]
+            "security_groups_changed",
+            timeout=timeout,
+            version="1.2",
+            rules_changed=rules_changed or [],
+            members_changed=members_changed or [],
+            instances=instances or [],
+        )
+
+    def get_host_members(self, *, host: str, timeout: float | None = None) -> dict[str, Any]:
+        """Addresses of the source groups the rules of ``host``'s instances name."""
+        return self._call("get_host_members", timeout=timeout, version="1.2", host=host)  # type: ignore[no-any-return]
 
     def refresh_networks(self) -> None:
         """Networks changed in the database (novanet-manage): converge bridges, dnsmasq, rules."""

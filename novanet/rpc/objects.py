@@ -6,7 +6,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from novanet.exception import BadRequest
 from novanet.rpc import payloads
+from novanet.secrules import from_compact
+
+MAX_RULES = 1000  # security-group rules of one instance
+MAX_MEMBERS = 65536  # addresses of one source group (the ipset's maxelem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +34,14 @@ class InstanceNetwork:
     dhcp_server: str
     bridge: str
     devname: str | None = None
+    # Security-group rules (novanet.secrules compact form, sorted): compute
+    # API 1.1; a 1.0 payload has none (the seed's chain).
+    rules: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["rules"] = list(self.rules)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> InstanceNetwork:
@@ -50,4 +60,31 @@ class InstanceNetwork:
             dhcp_server=payloads.ipv4(d.get("dhcp_server"), "instance.dhcp_server"),
             bridge=payloads.devname(d.get("bridge"), "instance.bridge") or "",
             devname=payloads.devname(d.get("devname"), "instance.devname"),
+            rules=rules_from(d.get("rules", ()), "instance.rules"),
         )
+
+
+# -- security groups (compute API 1.1) ------------------------------------------------
+
+
+def rules_from(data: Any, field: str) -> tuple[str, ...]:
+    """Compact rules from a payload, each checked (BadRequest names the bad one)."""
+    if not isinstance(data, list | tuple) or len(data) > MAX_RULES:
+        raise BadRequest(f"{field} must be a list of at most {MAX_RULES} rules")
+    return tuple(from_compact(text, field).compact() for text in data)
+
+
+def members_from(data: Any, field: str = "members") -> dict[int, tuple[str, ...]]:
+    """{group id: [addresses]} from a payload (JSON keys are strings)."""
+    out: dict[int, tuple[str, ...]] = {}
+    for key, addresses in payloads.mapping(data or {}, field).items():
+        if not isinstance(key, str | int) or not str(key).isdigit() or int(key) < 1:
+            raise BadRequest(f"{field}: {key!r} is not a group id")
+        if not isinstance(addresses, list) or len(addresses) > MAX_MEMBERS:
+            raise BadRequest(f"{field}[{key}] must be a list of at most {MAX_MEMBERS} addresses")
+        out[int(key)] = tuple(payloads.ipv4(a, f"{field}[{key}]") for a in addresses)
+    return out
+
+
+def members_to(members: Mapping[int, Any]) -> dict[str, list[str]]:
+    return {str(gid): list(addresses) for gid, addresses in members.items()}

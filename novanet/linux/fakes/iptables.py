@@ -22,6 +22,7 @@ import errno
 import re
 import shlex
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 from novanet.exception import ProcessExecutionError
 from novanet.linux.iptables.names import (
@@ -36,6 +37,7 @@ from novanet.linux.iptables.runner import restore_error
 from novanet.linux.iptables.view import RuleHandle
 
 _TARGET_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")  # ACCEPT, DROP, SNAT...: extensions
+_SET_RE = re.compile(r"--match-set (\S+)")
 
 
 class _Refused(Exception):
@@ -63,6 +65,7 @@ class FakeIptables:
         self._handles_enabled = handles
         self._next_handle: dict[str, int] = {}
         self._added: list[RuleHandle] = []
+        self.ipsets: Any = None  # a FakeIpset (FakeIpset.attach): --match-set needs its set
 
     @property
     def tables(self) -> dict[str, dict[str, list[str]]]:
@@ -345,6 +348,19 @@ class FakeIptables:
                 target = jump_target(rule)
                 if target and target not in chains and not _TARGET_RE.match(target):
                     raise _Refused(f"Chain '{target}' does not exist", number)
+                for name in _SET_RE.findall(rule):
+                    if self.ipsets is not None and name not in self.ipsets.sets:
+                        raise _Refused(f"Set {name} doesn't exist.", number)
+
+    def referenced_sets(self) -> set[str]:
+        """The ipsets that rules name (the kernel refuses to destroy them)."""
+        return {
+            name
+            for chains in self._tables.values()
+            for rules in chains.values()
+            for _, rule in rules
+            for name in _SET_RE.findall(rule)
+        }
 
     @staticmethod
     def _existing(chains: dict[str, list[Rule]], name: str) -> list[Rule]:

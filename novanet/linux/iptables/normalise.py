@@ -15,7 +15,7 @@ iptables 1.8.9 and are the same for the nft and the legacy backend:
   ``--tcp-flags FIN,SYN,RST,ACK SYN``; service names print as numbers;
 - ``--state``/``--ctstate`` lists print in a fixed bit order
   (``ESTABLISHED,RELATED`` -> ``RELATED,ESTABLISHED``);
-- ``--icmp-type echo-request`` prints as ``8``;
+- ``--icmp-type echo-request`` prints as ``8``; type 255 (xt_icmp's wildcard) as ``any``;
 - ``-j REJECT`` gains ``--reject-with icmp-port-unreachable``; ``-j MARK
   --set-mark 1`` prints as ``--set-xmark 0x1/0xffffffff``; ``-j LOG`` drops the
   default ``--log-level 4``;
@@ -33,6 +33,7 @@ import functools
 import ipaddress
 import shlex
 import socket
+import string
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -92,9 +93,7 @@ _ICMP_TYPES: Final = {
 
 # Options whose value iptables prints through xtables_save_string().
 _SAVE_STRING_OPTIONS: Final = frozenset({"--comment", "--log-prefix", "--nflog-prefix"})
-_NO_QUOTE_CHARS: Final = frozenset(
-    "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
+_NO_QUOTE_CHARS: Final = frozenset("_-" + string.digits + string.ascii_letters)
 
 
 @dataclass
@@ -376,7 +375,8 @@ def _tcp_flags(value: str) -> str:
 
 def _icmp_option(opt: _Option) -> _Option:
     if opt.name == "--icmp-type" and len(opt.values) == 1:
-        return _Option(opt.negated, opt.name, [_ICMP_TYPES.get(opt.values[0], opt.values[0])])
+        kind = _ICMP_TYPES.get(opt.values[0], opt.values[0])
+        return _Option(opt.negated, opt.name, ["any" if kind.split("/")[0] == "255" else kind])
     return opt
 
 
@@ -385,8 +385,7 @@ def _state_option(opt: _Option) -> _Option:
         return opt
     states = opt.values[0].upper().split(",")
     known = [s for s in _STATE_ORDER if s in states]
-    unknown = [s for s in states if s not in _STATE_ORDER]
-    return _Option(opt.negated, opt.name, [",".join(known + unknown)])
+    return _Option(opt.negated, opt.name, [",".join(known + [s for s in states if s not in known])])
 
 
 def _mark_option(opt: _Option) -> _Option:

@@ -42,6 +42,27 @@ MEASURED = [
     ("-p icmp --icmp-type echo-request -j ACCEPT", "-p icmp -m icmp --icmp-type 8 -j ACCEPT"),
     ("-p icmp --icmp-type port-unreachable -j ACCEPT", "-p icmp -m icmp --icmp-type 3/3 -j ACCEPT"),
     ("-p icmp -m icmp --icmp-type any -j ACCEPT", "-p icmp -m icmp --icmp-type any -j ACCEPT"),
+    # security groups (measured with iptables 1.8.9): xt_icmp's type 255 is "any"
+    ("-p icmp --icmp-type 255 -j ACCEPT", "-p icmp -m icmp --icmp-type any -j ACCEPT"),
+    ("-p icmp -m icmp --icmp-type 255/3 -j ACCEPT", "-p icmp -m icmp --icmp-type any -j ACCEPT"),
+    ("-p icmp -m icmp --icmp-type 3/4 -j ACCEPT", "-p icmp -m icmp --icmp-type 3/4 -j ACCEPT"),
+    ("-p icmp -m icmp --icmp-type 8/255 -j ACCEPT", "-p icmp -m icmp --icmp-type 8/255 -j ACCEPT"),
+    (
+        "-p tcp --dport 22 -s 10.0.0.0/24 -j ACCEPT",
+        "-s 10.0.0.0/24 -p tcp -m tcp --dport 22 -j ACCEPT",
+    ),
+    (
+        "-s 0.0.0.0/0 -p tcp -m multiport --dports 8000:8080 -j ACCEPT",
+        "-p tcp -m multiport --dports 8000:8080 -j ACCEPT",
+    ),
+    (
+        "-p tcp -m set --match-set nova-compute-group-7 src --dport 5432 -j ACCEPT",
+        "-p tcp -m set --match-set nova-compute-group-7 src -m tcp --dport 5432 -j ACCEPT",
+    ),
+    (
+        "-p udp -m set --match-set web src -m multiport --dports 5:7 -j ACCEPT",
+        "-p udp -m set --match-set web src -m multiport --dports 5:7 -j ACCEPT",
+    ),
     ("-p tcp --syn -j ACCEPT", "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT"),
     ("-p tcp ! --syn -j ACCEPT", "-p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT"),
     (

@@ -62,13 +62,34 @@ class FakeCompute:
         self.plugged: dict[str, InstanceNetwork] = {}
         self.fail: Exception | None = None
         self.torn_down: list[str] = []
+        # security groups: host -> gid -> addresses told; the hosts told, in order
+        self.members: dict[str, dict[int, set[str]]] = {}
+        self.told: list[str] = []
+        self.unreachable: set[str] = set()
 
-    def setup_instance(self, instance: InstanceNetwork, timeout: float | None = None) -> dict[str, Any]:
+    def setup_instance(
+        self, instance: InstanceNetwork, timeout: float | None = None, members: Any = None
+    ) -> dict[str, Any]:
         if self.fail is not None:
             raise self.fail
         devname = f"vnet{len(self.plugged)}"
         self.plugged[instance.uuid] = dataclasses.replace(instance, devname=devname)
+        self._tell(instance.host, members)
         return {"devname": devname}
+
+    def update_security(self, host, rules, members, timeout=None) -> dict[str, Any]:
+        if host in self.unreachable:
+            raise TimeoutError(f"{host} did not answer")
+        self.told.append(host)
+        for uuid, texts in rules.items():
+            if uuid in self.plugged and self.plugged[uuid].host == host:
+                self.plugged[uuid] = dataclasses.replace(self.plugged[uuid], rules=tuple(texts))
+        self._tell(host, members)
+        return {"chains": len(rules)}
+
+    def _tell(self, host: str, members: Any) -> None:
+        for gid, addresses in (members or {}).items():
+            self.members.setdefault(host, {})[int(gid)] = set(addresses)
 
     def teardown_instance(self, instance: InstanceNetwork, timeout: float | None = None) -> None:
         if self.fail is not None:
