@@ -12,10 +12,14 @@ from novanet.ipam import networks, plan, pool, queries
 WORKERS = 8
 
 
-def _drain(url: str, network_id: int, start: multiprocessing.synchronize.Event, out) -> None:  # type: ignore[name-defined]
+def _drain(url: str, network_id: int, start: multiprocessing.synchronize.Barrier, out) -> None:  # type: ignore[name-defined]
     db = Database(url)
     got: list[tuple[str, str]] = []
     error = ""
+    # Every worker imported and connected before any allocates: otherwise the
+    # first one up (spawned processes take about a second) drains the pool
+    # alone on a loaded machine.
+    db.engine.connect().close()
     start.wait()
     try:
         while True:
@@ -35,14 +39,13 @@ def test_eight_processes_never_share_an_address(db, backend):
         db, plan.plan_networks(label="n", fixed_range_v4="10.0.0.0/24", bridge="br100")
     )
     ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
+    start = ctx.Barrier(WORKERS)
     out = ctx.Queue()
     procs = [
         ctx.Process(target=_drain, args=(backend.url, net.id, start, out)) for _ in range(WORKERS)
     ]
     for p in procs:
         p.start()
-    start.set()
     results = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(timeout=30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from novanet.db import instances, migration
+from novanet.db import instances, migration, secgroups
 from novanet.db.api import Database
 from novanet.ipam import networks, plan, pool
 
@@ -55,4 +55,6 @@ def add_instance(
     alloc = pool.allocate_for_instance(
         db, network_id=network_id(db), instance_uuid=inst.uuid, mac=mac
     )
+    # as a create does: every instance is in at least one group (default)
+    secgroups.add_instance(db, inst.uuid, "default")
     return Made(inst.id, inst.uuid, alloc.address)

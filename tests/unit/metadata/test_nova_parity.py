@@ -173,11 +173,10 @@ def test_lookup_fills_the_network_fields_and_the_security_group_seam(db: Databas
         "fa:16:3e:2c:e8:ec", "255.255.255.0", "10.0.0.1", "10.0.0.1",
     )
     assert md.vif_uuid and md.network_uuid
-    # made without groups (novanet-network puts new instances in "default")
-    assert md.security_groups == ()
+    # made in "default", as novanet-network makes new instances
+    assert md.security_groups == ("default",)
     secgroups.create_group(db, "web")
     secgroups.add_instance(db, made.uuid, "web")
-    secgroups.add_instance(db, made.uuid, "default")
     md = find_by_address(db, made.address)
     assert md is not None and md.security_groups == ("default", "web")
     assert text("/latest/meta-data/security-groups", md) == "default\nweb"
