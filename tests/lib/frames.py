@@ -1,0 +1,177 @@
+"""Hand-made Ethernet frames for attack tests: build, send, and watch for them.
+
+A test that shows a frame was *dropped* must not sleep and hope: the
+sender sends its forged frames and then a marker frame on the same port,
+and the watcher reads until the marker arrives (frames of one port travel
+the bridge in order), then reports which of the forged frames it saw.
+
+Run as a program inside a namespace (``ip netns exec NS python -m
+tests.lib.frames ...``) to write frames into a tap, which must be opened
+in the tap's own namespace (QEMU's place, which this stands in for)::
+
+    python -m tests.lib.frames tap vnet2 HEXFRAME...
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import select
+import socket
+import struct
+import sys
+import time
+from collections.abc import Iterable, Sequence
+
+from novanet.linux.netns import NamespaceFiles
+
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+ETH_P_ALL, ETH_P_IP, ETH_P_ARP, ETH_P_IPV6, ETH_P_8021Q = 0x0003, 0x0800, 0x0806, 0x86DD, 0x8100
+TUNSETIFF, IFF_TAP, IFF_NO_PI = 0x400454CA, 0x0002, 0x1000
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes(int(part, 16) for part in mac.split(":"))
+
+
+def ip_bytes(address: str) -> bytes:
+    return ipaddress.IPv4Address(address).packed
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ether(dst: str, src: str, ethertype: int, payload: bytes) -> bytes:
+    # Not padded to 60 bytes: veth and tap carry short frames, and
+    # br_netfilter trims IPv4 frames to the packet's length anyway.
+    return mac_bytes(dst) + mac_bytes(src) + struct.pack("!H", ethertype) + payload
+
+
+def arp(op: int, sha: str, spa: str, tha: str, tpa: str) -> bytes:
+    """An Ethernet/IPv4 ARP packet (op 1 request, 2 reply)."""
+    header = struct.pack("!HHBBH", 1, ETH_P_IP, 6, 4, op)
+    return header + mac_bytes(sha) + ip_bytes(spa) + mac_bytes(tha) + ip_bytes(tpa)
+
+
+def ipv4(src: str, dst: str, proto: int, payload: bytes, ttl: int = 64) -> bytes:
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0x4000, ttl, proto, 0,
+        ip_bytes(src), ip_bytes(dst),
+    )  # fmt: skip
+    return header[:10] + struct.pack("!H", checksum(header)) + header[12:] + payload
+
+
+def udp(src: str, dst: str, sport: int, dport: int, data: bytes) -> bytes:
+    """A UDP datagram with its checksum (the IPv4 pseudo header), as an IPv4 packet."""
+    length = 8 + len(data)
+    pseudo = ip_bytes(src) + ip_bytes(dst) + struct.pack("!BBH", 0, 17, length)
+    header = struct.pack("!HHHH", sport, dport, length, 0)
+    value = checksum(pseudo + header + data) or 0xFFFF
+    return ipv4(src, dst, 17, header[:6] + struct.pack("!H", value) + data)
+
+
+def icmp_echo(src: str, dst: str, ident: int, seq: int, data: bytes = b"novanet") -> bytes:
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + data
+    body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
+    return ipv4(src, dst, 1, body)
+
+
+def dhcp(op: int, chaddr: str, xid: int, message_type: int, yiaddr: str = "0.0.0.0") -> bytes:
+    """A minimal BOOTP/DHCP message (op 1 request, 2 reply; option 53 = message type)."""
+    fixed = struct.pack("!BBBBIHH", op, 1, 6, 0, xid, 0, 0x8000)
+    fixed += b"\0" * 4 + ip_bytes(yiaddr) + b"\0" * 8 + mac_bytes(chaddr).ljust(16, b"\0")
+    fixed += b"\0" * 192 + bytes([99, 130, 83, 99])
+    return fixed + bytes([53, 1, message_type, 255])
+
+
+def marker(src_mac: str, src_ip: str, tag: str) -> bytes:
+    """An honest broadcast UDP frame ending a burst; ``tag`` names it in the payload."""
+    payload = f"novanet-marker {tag}".encode()
+    return ether(BROADCAST, src_mac, ETH_P_IP, udp(src_ip, "10.0.0.255", 9, 9, payload))
+
+
+class Watcher:
+    """Frames arriving on an interface of a namespace (opened before the sender sends)."""
+
+    def __init__(self, netns: str | None, iface: str) -> None:
+        self.sock = NamespaceFiles().socket(
+            netns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)
+        )
+        self.sock.bind((iface, 0))
+        self.sock.setblocking(False)
+
+    def until(self, tag: str, timeout: float = 10.0) -> list[bytes] | None:
+        """Frames received up to the marker ``tag`` (None: it never came)."""
+        wanted = f"novanet-marker {tag}".encode()
+        seen: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.sock], [], [], 0.2)
+            if not ready:
+                continue
+            frame, address = self.sock.recvfrom(65535)
+            if address[2] == socket.PACKET_OUTGOING:
+                continue
+            if wanted in frame:
+                return seen
+            seen.append(frame)
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def send(netns: str | None, iface: str, frames: Iterable[bytes]) -> None:
+    """Send frames out of ``iface`` in namespace ``netns`` (an AF_PACKET socket)."""
+    sock = NamespaceFiles().socket(netns, socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        sock.bind((iface, 0))
+        for frame in frames:
+            sock.send(frame)
+    finally:
+        sock.close()
+
+
+def contains(frames: Sequence[bytes], needle: bytes) -> bool:
+    """Did any frame carry ``needle`` (a forged frame, or a unique part of it)?"""
+    return any(needle in frame for frame in frames)
+
+
+def write_tap(tap: str, frames: Iterable[bytes]) -> None:
+    """Write frames into a tap as its guest would (call inside the tap's namespace)."""
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", tap.encode(), IFF_TAP | IFF_NO_PI))
+        # Attaching gives the tap its carrier; the bridge hears of it through
+        # the kernel's linkwatch (up to a second later) and drops the port's
+        # frames until then: wait for the port to forward (state 3).
+        state = f"/sys/class/net/{tap}/brport/state"
+        deadline = time.monotonic() + 10
+        while os.path.exists(state) and time.monotonic() < deadline:
+            with open(state) as handle:
+                if handle.read().strip() == "3":
+                    break
+            time.sleep(0.02)
+        for frame in frames:
+            os.write(fd, frame)
+    finally:
+        os.close(fd)
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) >= 2 and argv[0] == "tap":
+        write_tap(argv[1], [bytes.fromhex(frame) for frame in argv[2:]])
+        return 0
+    print("usage: python -m tests.lib.frames tap TAP HEXFRAME...", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
