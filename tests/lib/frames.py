@@ -5,11 +5,20 @@ sender sends its forged frames and then a marker frame on the same port,
 and the watcher reads until the marker arrives (frames of one port travel
 the bridge in order), then reports which of the forged frames it saw.
 
-Run as a program inside a namespace (``ip netns exec NS python -m
-tests.lib.frames ...``) to write frames into a tap, which must be opened
-in the tap's own namespace (QEMU's place, which this stands in for)::
+Run as a program inside a namespace (``ip netns exec NS python
+tests/lib/frames.py ...``, or in a lab node or guest), where the test
+process cannot go itself: a tap must be opened in the tap's own namespace
+(QEMU's place, which this stands in for), and a lab guest's namespace is
+only visible in its node's mount view::
 
-    python -m tests.lib.frames tap vnet2 HEXFRAME...
+    frames.py tap vnet2 HEXFRAME...     write frames into a tap
+    frames.py send eth0 HEXFRAME...     send frames out of an interface
+    frames.py watch br100 TAG SECONDS [NEEDLE]
+                                        print "ready", then each frame received
+                                        (hex; only those containing the hex
+                                        NEEDLE) until the marker TAG: exit 0, or 1
+    frames.py flood eth0 SECONDS HEXFRAME  send one frame again and again
+    frames.py get SRC URL SECONDS       HTTP GET from source address SRC: the body
 """
 
 from __future__ import annotations
@@ -165,11 +174,46 @@ def write_tap(tap: str, frames: Iterable[bytes]) -> None:
         os.close(fd)
 
 
+def get(source: str, url: str, timeout: float) -> bytes:
+    """An HTTP/1.0 GET sent from ``source`` (an address of this namespace); the body."""
+    host, _, path = url.removeprefix("http://").partition("/")
+    with socket.create_connection((host, 80), timeout, (source, 0)) as conn:
+        conn.sendall(f"GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return data.partition(b"\r\n\r\n")[2]
+
+
 def main(argv: Sequence[str]) -> int:
-    if len(argv) >= 2 and argv[0] == "tap":
-        write_tap(argv[1], [bytes.fromhex(frame) for frame in argv[2:]])
+    command, args = (argv[0], argv[1:]) if argv else ("", [])
+    if command in ("tap", "send") and args:
+        frames = [bytes.fromhex(frame) for frame in args[1:]]
+        write_tap(args[0], frames) if command == "tap" else send(None, args[0], frames)
         return 0
-    print("usage: python -m tests.lib.frames tap TAP HEXFRAME...", file=sys.stderr)
+    if command == "watch" and len(args) in (3, 4):
+        watcher = Watcher(None, args[0])
+        print("ready", flush=True)
+        seen = watcher.until(args[1], float(args[2]))
+        needle = bytes.fromhex(args[3]) if len(args) == 4 else b""
+        for frame in seen or []:
+            if needle in frame:
+                print(frame.hex())
+        return 0 if seen is not None else 1
+    if command == "flood" and len(args) == 3:
+        frame, deadline = bytes.fromhex(args[2]), time.monotonic() + float(args[1])
+        while time.monotonic() < deadline:
+            send(None, args[0], [frame] * 100)
+            time.sleep(0.001)
+        return 0
+    if command == "get" and len(args) == 3:
+        try:
+            sys.stdout.write(get(args[0], args[1], float(args[2])).decode(errors="replace"))
+        except OSError as exc:
+            print(f"get: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    print(__doc__, file=sys.stderr)
     return 2
 
 
