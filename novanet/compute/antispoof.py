@@ -149,11 +149,17 @@ class PortFilter:
 
     def converge(self, ports: Mapping[str, InstanceNetwork]) -> None:
         """Exactly these ports are filtered: the end of a resync (stale entries go)."""
-        self._ports, self._by_mac = {}, {}
-        changes = self._assign(ports)
-        desired = {port: elements for port, elements in changes.items() if elements is not None}
+        wanted = {port: (inst.mac.lower(), inst.address) for port, inst in ports.items()}
         try:
-            report = self.table.replace(desired)
+            if wanted == self._ports and self.table.complete:
+                # The usual periodic resync: nothing changed here, so this is
+                # the drift check (a probe), not 15,000 keys encoded again.
+                report = self.table.check_and_repair()
+            else:
+                self._ports, self._by_mac = {}, {}
+                changes = self._assign(ports)
+                desired = {port: elems for port, elems in changes.items() if elems is not None}
+                report = self.table.replace(desired)
         except (OSError, ProcessExecutionError) as exc:
             raise NovanetError(f"anti-spoofing: cannot converge {self.table.name}: {exc}") from None
         for line in report:

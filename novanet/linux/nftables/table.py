@@ -58,6 +58,11 @@ class NftTable:
     def name(self) -> str:
         return f"table {self.spec.family} {self.spec.name}"
 
+    @property
+    def complete(self) -> bool:
+        """replace() was called: every key is declared."""
+        return self._complete
+
     def declared(self) -> dict[str, frozenset[Element]]:
         with self._lock:
             return dict(self._desired)

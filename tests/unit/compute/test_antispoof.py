@@ -200,3 +200,16 @@ def test_swapped_ports_in_one_declaration(host):
         "vnet0": ("fa:16:3e:00:00:0a", "10.0.0.3"),
         "vnet1": ("fa:16:3e:2c:e8:ec", "10.0.0.2"),
     }
+
+
+def test_a_resync_with_nothing_new_still_repairs(host):
+    ports = antispoof.PortFilter(NftTable(antispoof.TABLE, host.nft))
+    ports.converge({"vnet0": CIRROS, "vnet1": OTHER})
+    host.nft.delete_element(antispoof.MACS.name, antispoof.MACS.encode("vnet1", OTHER.mac))
+    ports.converge({"vnet0": CIRROS, "vnet1": OTHER})  # the same ports: the quick path
+    assert host.filtered() == {
+        "vnet0": ("fa:16:3e:2c:e8:ec", "10.0.0.2"),
+        "vnet1": ("fa:16:3e:00:00:0a", "10.0.0.3"),
+    }
+    ports.converge({"vnet0": CIRROS})
+    assert host.filtered() == {"vnet0": ("fa:16:3e:2c:e8:ec", "10.0.0.2")}
