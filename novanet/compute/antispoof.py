@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping
 from novanet.compute.resync_plan import Attach, ResyncPlan
 from novanet.exception import NovanetError, ProcessExecutionError
 from novanet.linux.nftables.spec import Element, SetSpec, TableSpec
-from novanet.linux.nftables.table import NftTable
+from novanet.linux.nftables.table import REWRITE, NftTable
 from novanet.rpc.objects import InstanceNetwork
 
 LOG = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class PortFilter:
     def ensure(self, ports: Mapping[str, InstanceNetwork]) -> None:
         """Filter several ports at once (a resync's devices that stay), removing nothing else."""
         if ports:
-            self._apply(f"filter {len(ports)} port(s)", self._assign(ports))
+            self._apply(f"filter {len(ports)} port(s)", self._assign(ports), logging.INFO)
 
     def unfilter(self, mac: str) -> None:
         """Remove the filter of the instance with ``mac`` (call after its device is gone).
@@ -193,10 +193,16 @@ class PortFilter:
             changes[port] = port_elements(port, mac, inst.address)
         return changes
 
-    def _apply(self, what: str, changes: Mapping[str, frozenset[Element] | None]) -> None:
+    def _apply(
+        self,
+        what: str,
+        changes: Mapping[str, frozenset[Element] | None],
+        level: int = logging.DEBUG,  # one port: the agent logs it already
+    ) -> None:
         try:
             report = self.table.update(changes)
         except (OSError, ProcessExecutionError, ValueError) as exc:
             raise NovanetError(f"anti-spoofing: cannot {what}: {exc}") from None
         for line in report:
-            LOG.debug("anti-spoofing: %s", line)
+            # A whole rewrite (the first look after a start) is always worth a line.
+            LOG.log(logging.INFO if REWRITE in line else level, "anti-spoofing: %s", line)

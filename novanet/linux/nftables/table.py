@@ -37,6 +37,7 @@ from novanet.linux.nftables.nfnl import NftRefused
 from novanet.linux.nftables.spec import Element, TableSpec, describe_all, flatten, group
 
 LOG = logging.getLogger(__name__)
+REWRITE = "written whole"  # in the report line of a whole-table write
 
 
 class NftTable:
@@ -204,4 +205,4 @@ class NftTable:
         for name, key in elements:
             present[name].add(key)
         self._present = present
-        return [f"{self.name} written whole ({why}) with {len(elements)} element(s)"]
+        return [f"{self.name} {REWRITE} ({why}) with {len(elements)} element(s)"]
