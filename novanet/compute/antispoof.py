@@ -13,7 +13,10 @@ below, in the ``bridge`` family's prerouting hook. It is dropped unless:
 - it is IPv4 from the fixed IP, or a DHCP client message from 0.0.0.0 to
   255.255.255.255 (udp 68 -> 67) before the guest has its address;
 - and it is not DHCP server traffic: udp from port 67, or to a client's
-  port 68, is dropped whatever its source (a rogue DHCP server in a guest).
+  port 68, is dropped whatever its source (a rogue DHCP server in a guest);
+  nor a DHCP client message (udp to port 67) for another client hardware
+  address than the instance's MAC (releasing or declining another
+  instance's lease at dnsmasq, which knows clients by that field).
 
 Every other ethertype (IPv6, VLAN tags, STP...) is dropped: novanet is
 IPv4-only. Frames from ports that are not instance ports (``flat_interface``,
@@ -25,12 +28,13 @@ forwarding entry), before br_netfilter hands IPv4 to iptables at priority 0
 (so a spoofed packet creates no conntrack entry and never meets the
 per-instance chains), and for frames to the host as well as forwarded ones.
 
-Per-port data lives in three sets keyed by the port name, so the rules are
-the same twelve whatever the number of ports and each lookup is a hash:
+Per-port data lives in four sets keyed by the port name, so the rules are
+the same thirteen whatever the number of ports and each lookup is a hash:
 ``vif_ports`` (the port is an instance port), ``vif_macs``
-(port . MAC) and ``vif_ips`` (port . fixed IP). A port's three elements are
-added in one transaction before its device is attached to the bridge, and
-removed after the device is gone (:class:`PortFilter`, called by the agent).
+(port . MAC), ``vif_ips`` (port . fixed IP) and ``vif_chaddr`` (port . MAC,
+for the DHCP field). A port's four elements are added in one transaction
+before its device is attached to the bridge, and removed after the device
+is gone (:class:`PortFilter`, called by the agent).
 How the table is kept (netlink, atomic rewrites, drift repair, coexistence
 with iptables-nft, br_netfilter and share_dhcp_address's ebtables rules):
 :mod:`novanet.linux.nftables`.
@@ -52,6 +56,8 @@ LOG = logging.getLogger(__name__)
 PORTS = SetSpec("vif_ports", ("ifname",))
 MACS = SetSpec("vif_macs", ("ifname", "ether_addr"))
 IPS = SetSpec("vif_ips", ("ifname", "ipv4_addr"))
+# A DHCP message's chaddr, 28 bytes into it, after the 8-byte UDP header.
+CHADDR = SetSpec("vif_chaddr", ("ifname", "raw48"), typeof="iifname . @th,288,48")
 # ARP for Ethernet and IPv4 only: other hardware or protocol lengths would
 # put the sender fields somewhere else than where the set lookups read them.
 _ARP = "arp htype 1 arp ptype ip arp hlen 6 arp plen 4"
@@ -73,12 +79,13 @@ CHAINS = f"""
 \tchain vif_ip {{
 \t\tudp sport 67 counter drop comment "DHCP server"
 \t\tudp dport 68 counter drop comment "to a DHCP client"
+\t\tudp dport 67 iifname . @th,288,48 != @vif_chaddr counter drop comment "DHCP for another MAC"
 \t\tiifname . ip saddr @vif_ips accept
 \t\tip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept
 \t\tcounter drop comment "source IP is not the instance's"
 \t}}
 """  # noqa: E501 - nft rules read best on one line each
-TABLE = TableSpec("bridge", "novanet", (PORTS, MACS, IPS), CHAINS)
+TABLE = TableSpec("bridge", "novanet", (PORTS, MACS, IPS, CHADDR), CHAINS)
 
 
 def port_elements(port: str, mac: str, address: str) -> frozenset[Element]:
@@ -88,6 +95,7 @@ def port_elements(port: str, mac: str, address: str) -> frozenset[Element]:
             (PORTS.name, PORTS.encode(port)),
             (MACS.name, MACS.encode(port, mac)),
             (IPS.name, IPS.encode(port, address)),
+            (CHADDR.name, CHADDR.encode(port, mac)),
         }
     )
 

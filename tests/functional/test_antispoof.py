@@ -168,6 +168,11 @@ def test_another_source_mac(world: World, filtering: bool, port: str) -> None:
     )
     assert fr.contains(got, forged[0][12:]) is not filtering
     assert fr.contains(got, forged[1][12:]) is not filtering
+    # The bridge learns a source MAC after the prerouting hook: a dropped
+    # frame never moved B's forwarding entry to the attacker's port.
+    fdb = world.host.run(["bridge", "fdb", "show", "br", "br100"]).stdout
+    assert (f"{B_MAC} dev {port} " in fdb) is not filtering
+    world.b.run(["ping", "-c", "1", "-W", "5", LAN_IP])  # B's entry back on its port
 
 
 def neighbour(ns: Namespace, address: str) -> str:
@@ -177,8 +182,8 @@ def neighbour(ns: Namespace, address: str) -> str:
 
 def test_arp_claiming_other_addresses(world: World, filtering: bool) -> None:
     # The gateway knows B, B knows the gateway: the entries an attacker wants to move.
-    world.lan.run(["ping", "-c", "1", "-W", "5", B_IP])
     world.b.run(["ping", "-c", "1", "-W", "5", LAN_IP])
+    world.lan.run(["ping", "-c", "1", "-W", "5", B_IP])
     assert neighbour(world.lan, B_IP) == B_MAC and neighbour(world.b, LAN_IP) == LAN_MAC
     zero = "00:00:00:00:00:00"
     forged = [
@@ -213,28 +218,35 @@ def test_arp_claiming_other_addresses(world: World, filtering: bool) -> None:
     world.b.run(["ip", "neigh", "flush", "dev", "eth0"])
 
 
-def test_dhcp_server_messages(world: World, filtering: bool) -> None:
+def test_dhcp_server_messages_and_requests_for_others(world: World, filtering: bool) -> None:
     offer = fr.dhcp(2, B_MAC, 0x1234, 2, yiaddr="10.0.0.99")
+    release = fr.dhcp(1, B_MAC, 0x77, 7)  # DHCPRELEASE of B's lease, sent by A
     forged = [
         fr.ether(fr.BROADCAST, A_MAC, fr.ETH_P_IP, fr.udp(A_IP, "255.255.255.255", 67, 68, offer)),
         # any source port, straight to the client's port
         fr.ether(B_MAC, A_MAC, fr.ETH_P_IP, fr.udp(A_IP, B_IP, 1067, 68, offer)),
+        fr.ether(LAN_MAC, A_MAC, fr.ETH_P_IP, fr.udp(A_IP, LAN_IP, 68, 67, release)),
     ]
     discover = fr.dhcp(1, A_MAC, 0x4321, 1)
-    honest = fr.ether(
-        fr.BROADCAST, A_MAC, fr.ETH_P_IP, fr.udp("0.0.0.0", "255.255.255.255", 68, 67, discover)
-    )
+    renewal = fr.dhcp(1, A_MAC, 0x4322, 3)
+    honest = [
+        fr.ether(
+            fr.BROADCAST, A_MAC, fr.ETH_P_IP, fr.udp("0.0.0.0", "255.255.255.255", 68, 67, discover)
+        ),
+        fr.ether(LAN_MAC, A_MAC, fr.ETH_P_IP, fr.udp(A_IP, LAN_IP, 68, 67, renewal)),
+    ]
     at_lan = fr.Watcher(world.lan.name, "eth0")
     try:
         got = seen_at(
-            world, world.b, lambda: from_port(world, "vnet0", [*forged, honest], "dhcp"), "dhcp"
+            world, world.b, lambda: from_port(world, "vnet0", [*forged, *honest], "dhcp"), "dhcp"
         )
         got_lan = at_lan.until("dhcp")
     finally:
         at_lan.close()
-    assert got_lan is not None and fr.contains(got_lan, honest[14:])
+    assert got_lan is not None
+    assert all(fr.contains(got_lan, frame[14:]) for frame in honest)
     for frame in forged:
-        assert fr.contains(got, frame[14:]) is not filtering
+        assert fr.contains(got + got_lan, frame[14:]) is not filtering
 
 
 def test_other_ethertypes(world: World, filtering: bool) -> None:
@@ -316,7 +328,7 @@ def test_drop_counters_are_not_drift(world: World) -> None:
 def test_drift_is_repaired(world: World) -> None:
     world.ports.converge(PORTS)
     world.host.run(["nft", "flush", "table", "bridge", "novanet"])
-    assert world.ports.check()[0].endswith("(its rules or sets were changed) with 9 element(s)")
+    assert world.ports.check()[0].endswith("(its rules or sets were changed) with 12 element(s)")
     world.host.run(
         ["nft", "delete", "element", "bridge", "novanet", "vif_ips", '{ "vnet1" . 10.0.0.3 }']
     )
@@ -328,7 +340,7 @@ def test_drift_is_repaired(world: World) -> None:
         'table bridge novanet: added vif_ips { "vnet1" . 10.0.0.3 }',
     ]
     world.host.run(["nft", "delete", "table", "bridge", "novanet"])
-    assert world.ports.check()[0].endswith("(it was missing) with 9 element(s)")
+    assert world.ports.check()[0].endswith("(it was missing) with 12 element(s)")
     assert world.ports.check() == []
     forged = fr.ether(LAN_MAC, A_MAC, fr.ETH_P_IP, fr.icmp_echo("10.0.0.79", LAN_IP, 79, 1))
     got = seen_at(

@@ -8,7 +8,7 @@ libvirt's nwfilter, i.e. ebtables with one chain per port and one rule per
 port in a list that every frame walks; the legacy ebtables kernel module is
 not even built on kernels like this one's (BRIDGE_NF_EBTABLES_LEGACY is
 off). nftables gives the same hook with sets: per-port data are elements
-of three sets (see novanet/compute/antispoof.py), so a frame costs the same
+of four sets (see novanet/compute/antispoof.py), so a frame costs the same
 dozen rules and a few hash lookups whatever the number of ports, and a port
 is added or removed by changing its own elements in one transaction.
 

@@ -7,7 +7,7 @@ set of the table before it does anything, so listing the table takes
 netlink socket after a deletion of elements waits in the kernel for about
 10 ms, so ``nft delete element`` costs 15-25 ms at any size. Over one
 long-lived socket adding or deleting one port's elements is one batch of
-about 0.1 ms, and dumping all three sets at 5,000 ports takes about 20 ms.
+about 0.1 ms, and dumping every set at 5,000 ports takes 20-70 ms.
 The table itself (chains, rules, set declarations) is still written by
 ``nft -f`` (its rule compiler is the reference), rarely: see table.py.
 

@@ -56,20 +56,39 @@ def _decode_ipv4(data: bytes) -> str:
     return str(ipaddress.IPv4Address(data))
 
 
-# nft type name -> (length in bytes, encode, decode, quoted in nft syntax)
+def _encode_raw_mac(value: str) -> bytes:
+    if value.startswith("0x"):
+        return int(value, 16).to_bytes(6, "big")
+    return _encode_mac(value)
+
+
+def _same(value: str) -> str:
+    return value
+
+
+# field type -> (length in bytes, encode, decode, render in nft syntax). A
+# "raw48" field is a MAC address matched as raw payload bits (a DHCP
+# message's chaddr, ``@th,288,48``): nft types it as a plain integer.
 FIELDS = {
-    "ifname": (16, _encode_ifname, _decode_ifname, True),
-    "ether_addr": (6, _encode_mac, _decode_mac, False),
-    "ipv4_addr": (4, _encode_ipv4, _decode_ipv4, False),
+    "ifname": (16, _encode_ifname, _decode_ifname, lambda value: f'"{value}"'),
+    "ether_addr": (6, _encode_mac, _decode_mac, _same),
+    "ipv4_addr": (4, _encode_ipv4, _decode_ipv4, _same),
+    "raw48": (6, _encode_raw_mac, _decode_mac, lambda value: "0x" + value.replace(":", "")),
 }
 
 
 @dataclass(frozen=True)
 class SetSpec:
-    """A named set: ``set NAME { type FIELD . FIELD; }``."""
+    """A named set: ``set NAME { type FIELD . FIELD; }`` (or ``typeof EXPRESSIONS``).
+
+    ``typeof`` declares the set by the expressions it is looked up with, as a
+    set matched against raw payload must be; ``fields`` still gives the key
+    layout.
+    """
 
     name: str
     fields: tuple[str, ...]
+    typeof: str = ""
 
     def __post_init__(self) -> None:
         unknown = [field for field in self.fields if field not in FIELDS]
@@ -104,13 +123,12 @@ class SetSpec:
 
     def render(self, key: bytes) -> str:
         """The element in nft syntax: ``"vnet3" . fa:16:3e:2c:e8:ec``."""
-        parts = []
-        for field, value in zip(self.fields, self.decode(key), strict=True):
-            parts.append(f'"{value}"' if FIELDS[field][3] else value)
-        return " . ".join(parts)
+        values = zip(self.fields, self.decode(key), strict=True)
+        return " . ".join(FIELDS[field][3](value) for field, value in values)
 
     def declaration(self) -> str:
-        return f"set {self.name} {{ type {' . '.join(self.fields)}; }}"
+        kind = f"typeof {self.typeof}" if self.typeof else f"type {' . '.join(self.fields)}"
+        return f"set {self.name} {{ {kind}; }}"
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ class Host:
         self.seen: list[tuple[str, str | None, bool]] = []
 
     def filtered(self) -> dict[str, tuple[str, str]]:
-        """port -> (MAC, IP) as the table's three sets say (a port missing one is left out)."""
+        """port -> (MAC, IP) as the table's sets say (a port missing one is left out)."""
         ports = {antispoof.PORTS.decode(k)[0] for k in self.nft.keys(antispoof.PORTS.name)}
         macs = dict(antispoof.MACS.decode(k) for k in self.nft.keys(antispoof.MACS.name))
         ips = dict(antispoof.IPS.decode(k) for k in self.nft.keys(antispoof.IPS.name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from novanet.compute.antispoof import IPS, MACS, PORTS, TABLE, port_elements
+from novanet.compute.antispoof import CHADDR, IPS, MACS, PORTS, TABLE, port_elements
 from novanet.linux.nftables.spec import SetSpec, TableSpec, describe_all
 
 
@@ -74,3 +74,13 @@ def test_describe_all_shows_a_few() -> None:
     assert describe_all(TABLE, elements) == (
         'vif_ports { "vnet0" }, vif_ports { "vnet1" }, vif_ports { "vnet2" } and 2 more'
     )
+
+
+def test_a_raw_payload_mac_is_rendered_as_an_integer() -> None:
+    # vif_chaddr is matched against a DHCP message's chaddr (@th,288,48),
+    # which nft types as an integer: same key bytes as a MAC, other syntax.
+    key = CHADDR.encode("vnet0", "fa:16:3e:2c:e8:ec")
+    assert key == MACS.encode("vnet0", "fa:16:3e:2c:e8:ec")
+    assert CHADDR.render(key) == '"vnet0" . 0xfa163e2ce8ec'
+    assert CHADDR.encode("vnet0", "0xfa163e2ce8ec") == key
+    assert CHADDR.declaration() == "set vif_chaddr { typeof iifname . @th,288,48; }"

@@ -28,7 +28,7 @@ def test_first_declaration_writes_the_whole_table(kernel: FakeNftKernel) -> None
     assert ports(kernel) == {"vnet0"}
     assert kernel.keys(MACS.name) == {MACS.encode("vnet0", "fa:16:3e:00:00:01")}
     assert len(kernel.scripts) == 1 and report == [
-        "table bridge novanet written whole (it was missing) with 3 element(s)"
+        "table bridge novanet written whole (it was missing) with 4 element(s)"
     ]
 
 
@@ -81,7 +81,7 @@ def test_flushed_rules_are_written_again(kernel: FakeNftKernel) -> None:
     kernel.flush_rules()
     report = table.check_and_repair()
     assert report == [
-        "table bridge novanet written whole (its rules or sets were changed) with 6 element(s)"
+        "table bridge novanet written whole (its rules or sets were changed) with 8 element(s)"
     ]
     assert ports(kernel) == {"vnet0", "vnet1"}
     assert table.check_and_repair() == []
@@ -91,7 +91,7 @@ def test_a_deleted_table_comes_back(kernel: FakeNftKernel) -> None:
     table = NftTable(TABLE, kernel)
     table.replace({"vnet0": A})
     kernel.drop_table()
-    assert table.check_and_repair()[0].endswith("(it was missing) with 3 element(s)")
+    assert table.check_and_repair()[0].endswith("(it was missing) with 4 element(s)")
     assert ports(kernel) == {"vnet0"}
 
 
