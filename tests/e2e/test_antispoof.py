@@ -229,6 +229,18 @@ def test_a_rogue_dhcp_server_in_a_guest_answers_nobody(world: World) -> None:
     cloud.instances.delete("newcomer")
 
 
+def test_no_guest_can_release_anothers_lease(world: World) -> None:
+    # dnsmasq knows a client by the DHCP message's chaddr, not by who sent it.
+    cloud, cirros, victim, _, _ = world
+    v_ip, v_mac = ip_of(victim.instance), str(victim.instance.mac)
+    release = fr.dhcp(1, v_mac, 0x5EED, 7, ciaddr=v_ip, server="10.0.0.1")
+    packet = fr.udp(ip_of(cirros.instance), "10.0.0.1", 68, 67, release)
+    forged = fr.ether(br100_mac(cloud), str(cirros.instance.mac), fr.ETH_P_IP, packet)
+    assert attack(cloud, cirros.instance, [forged], "release") == []
+    rows = {r["address"]: r for r in cloud.novanet.manage_json("fixed", "list")}
+    assert rows[v_ip]["leased"] is True
+
+
 def test_a_borrowed_address_reads_no_metadata(world: World) -> None:
     cloud, cirros, victim, _, _ = world
     v_ip = ip_of(victim.instance)

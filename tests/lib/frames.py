@@ -92,12 +92,23 @@ def icmp_echo(src: str, dst: str, ident: int, seq: int, data: bytes = b"novanet"
     return ipv4(src, dst, 1, body)
 
 
-def dhcp(op: int, chaddr: str, xid: int, message_type: int, yiaddr: str = "0.0.0.0") -> bytes:
+def dhcp(
+    op: int,
+    chaddr: str,
+    xid: int,
+    message_type: int,
+    yiaddr: str = "0.0.0.0",
+    ciaddr: str = "0.0.0.0",
+    server: str | None = None,
+) -> bytes:
     """A minimal BOOTP/DHCP message (op 1 request, 2 reply; option 53 = message type)."""
     fixed = struct.pack("!BBBBIHH", op, 1, 6, 0, xid, 0, 0x8000)
-    fixed += b"\0" * 4 + ip_bytes(yiaddr) + b"\0" * 8 + mac_bytes(chaddr).ljust(16, b"\0")
+    fixed += ip_bytes(ciaddr) + ip_bytes(yiaddr) + b"\0" * 8 + mac_bytes(chaddr).ljust(16, b"\0")
     fixed += b"\0" * 192 + bytes([99, 130, 83, 99])
-    return fixed + bytes([53, 1, message_type, 255])
+    options = bytes([53, 1, message_type])
+    if server is not None:
+        options += bytes([54, 4]) + ip_bytes(server)  # server identifier
+    return fixed + options + bytes([255])
 
 
 def marker(src_mac: str, src_ip: str, tag: str) -> bytes:
