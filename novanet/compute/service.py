@@ -18,7 +18,7 @@ from novanet.conf.loader import Source
 from novanet.linux.bridge import BridgeManager
 from novanet.linux.devices import VifDevices
 from novanet.linux.ip_lib import IpLib
-from novanet.linux.nftables.backend import NftKernel
+from novanet.linux.nftables.backend import NftKernel, require_nft
 from novanet.linux.nftables.generation import SharedGeneration
 from novanet.linux.nftables.table import NftTable
 from novanet.linux.sysctl import Sysctl
@@ -98,6 +98,8 @@ class ComputeService:
             self.metrics.add_collector(metrics_mod.FunctionCollector(self._families))
 
     def start(self) -> None:
+        if self.conf.vif_antispoof:
+            require_nft()  # one clear line now, not a first resync failing forever
         # Refuses to start (NovanetError) without bridge-nf-call-iptables.
         self.manager.init_host()
         if not self.conf.vif_antispoof:

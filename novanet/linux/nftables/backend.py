@@ -10,11 +10,12 @@ stateful double the unit tests use.
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from novanet.exception import ProcessExecutionError
+from novanet.exception import NotFound, ProcessExecutionError
 from novanet.linux import processutils
 from novanet.linux.nftables.generation import Commit, SharedGeneration
 from novanet.linux.nftables.nfnl import NftRefused, NftSocket
@@ -52,6 +53,15 @@ class Kernel(Protocol):
 
     def close(self) -> None:
         """Release sockets."""
+
+
+def require_nft(which: Callable[[str], str | None] = shutil.which) -> None:
+    """Refuse to start filtering without the nft program (NotFound: one line for the operator)."""
+    if which("nft") is None:
+        raise NotFound(
+            "vif_antispoof is on but the nft program is missing: apt-get install nftables "
+            "(or set vif_antispoof = False on this host)"
+        )
 
 
 class NftKernel:
@@ -106,4 +116,4 @@ class NftKernel:
         self._socket.close()
 
 
-__all__ = ["Kernel", "NftKernel", "NftRefused", "ProcessExecutionError"]
+__all__ = ["Kernel", "NftKernel", "NftRefused", "ProcessExecutionError", "require_nft"]

@@ -84,3 +84,12 @@ def test_a_raw_payload_mac_is_rendered_as_an_integer() -> None:
     assert CHADDR.render(key) == '"vnet0" . 0xfa163e2ce8ec'
     assert CHADDR.encode("vnet0", "0xfa163e2ce8ec") == key
     assert CHADDR.declaration() == "set vif_chaddr { typeof iifname . @th,288,48; }"
+
+
+def test_no_nft_program_is_one_clear_error() -> None:
+    from novanet.exception import NotFound
+    from novanet.linux.nftables.backend import require_nft
+
+    with pytest.raises(NotFound, match="apt-get install nftables"):
+        require_nft(lambda name: None)
+    require_nft(lambda name: f"/usr/sbin/{name}")
