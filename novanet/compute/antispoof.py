@@ -161,7 +161,7 @@ class PortFilter:
         try:
             if wanted == self._ports and self.table.complete:
                 # The usual periodic resync: nothing changed here, so this is
-                # the drift check (a probe), not 15,000 keys encoded again.
+                # the drift check (a probe), not 20,000 keys encoded again.
                 report = self.table.check_and_repair()
             else:
                 self._ports, self._by_mac = {}, {}
@@ -174,8 +174,14 @@ class PortFilter:
             LOG.info("anti-spoofing: %s", line)
 
     def check(self) -> list[str]:
-        """The periodic drift check (iptables_check_interval)."""
-        return self.table.check_and_repair()
+        """The periodic drift check (iptables_check_interval); repairs are logged as warnings."""
+        try:
+            report = self.table.check_and_repair()
+        except (OSError, ProcessExecutionError) as exc:
+            raise NovanetError(f"anti-spoofing: cannot check {self.table.name}: {exc}") from None
+        for line in report:
+            LOG.warning("anti-spoofing repair: %s", line)
+        return report
 
     def disable(self) -> None:
         """``vif_antispoof = False``: the table goes, and nothing is filtered."""

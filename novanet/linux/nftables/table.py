@@ -98,22 +98,20 @@ class NftTable:
             return self._converge(self._present)
 
     def check_and_repair(self) -> list[str]:
-        """Repair what someone else changed; returns what was repaired (logged as warnings)."""
+        """Repair what someone else changed; returns what was repaired."""
         with self._lock:
             if not self._complete:
                 return []  # until the first replace(), nothing is known to be stale
             now = self.kernel.generation()
             if now is not None and now == self._token:
                 return []
-            report = self._sync()
-        for line in report:
-            LOG.warning("anti-spoofing repair: %s", line)
-        return report
+            return self._sync()
 
     def remove(self) -> bool:
         """Delete the table (the filtering is turned off); False if it did not exist."""
         with self._lock:
             self._desired, self._present, self._token, self._learned = {}, None, None, None
+            self._complete = False
             with self.kernel.commit():
                 return self.kernel.delete_table(self.spec)
 
