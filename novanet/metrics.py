@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from novanet import __version__
+from novanet.linux.iptables.canary import NftGeneration
 from novanet.linux.iptables.manager import IptablesManager
 from novanet.linux.iptables.plan import HandleBatch
 from novanet.linux.iptables.runner import Runner
@@ -169,13 +170,19 @@ def iptables_manager(
     binary: str,
     metrics: Metrics | None,
     tables: Sequence[str] = ("filter", "nat"),
+    generation: NftGeneration | None = None,
 ) -> IptablesManager:
-    """The daemon's IptablesManager, metered when metrics are on."""
-    if metrics is None:
-        return IptablesManager.from_conf(conf, binary, tables=tables)
+    """The daemon's IptablesManager, metered when metrics are on.
+
+    :param generation: the nf_tables generation probe, when the daemon has
+        another nf_tables writer (novanet-compute's anti-spoofing table)
+    """
     from novanet.linux.iptables.runner import IptablesRunner
 
-    runner = MeteredRunner(IptablesRunner(conf.iptables_backend, tables=tables), metrics)
+    plain = IptablesRunner(conf.iptables_backend, tables=tables, generation=generation)
+    if metrics is None:
+        return IptablesManager.from_conf(conf, binary, runner=plain, tables=tables)
+    runner = MeteredRunner(plain, metrics)
     manager = MeteredIptablesManager.from_conf(conf, binary, runner=runner, tables=tables)
     assert isinstance(manager, MeteredIptablesManager)
     manager.metrics = metrics

@@ -22,8 +22,8 @@ declare -A wanted=(
     # from kmod orders their modules)
     [qemu-system-x86_64]=qemu-system-x86
     [dpkg-deb]=dpkg
-    # Only bench/iptables_breakdown.py runs it (the nft program's own cost of
-    # a deletion by handle); novanet itself talks netlink (nftnl.py).
+    # novanet-compute writes its anti-spoofing table (bridge novanet) with
+    # nft -f; bench/iptables_breakdown.py measures the nft program's cost.
     [nft]=nftables
     # security groups: one hash:ip set of member addresses per source group
     [ipset]=ipset

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from oslo_config import cfg
 
-from novanet.compute import rules
+from novanet.compute import antispoof, rules
 from novanet.compute.resync_plan import (
     RULE_STEPS,
     AddRules,
@@ -36,7 +36,7 @@ from novanet.compute.resync_plan import (
     instance_netns,
 )
 from novanet.exception import NovanetError
-from novanet.linux.devices import VifDevice, host_mac
+from novanet.linux.devices import Prepare, VifDevice, host_mac
 from novanet.linux.iptables.declare import declare
 from novanet.rpc.objects import InstanceNetwork
 
@@ -50,7 +50,12 @@ class Bridges(Protocol):
 
 class Vifs(Protocol):
     def plug(
-        self, vif_type: str, instance_mac: str, bridge: str, netns: str | None = None
+        self,
+        vif_type: str,
+        instance_mac: str,
+        bridge: str,
+        netns: str | None = None,
+        prepare: Prepare | None = None,
     ) -> str: ...
 
     def unplug(self, device: str | None = None, netns: str | None = None) -> None: ...
@@ -97,6 +102,7 @@ class AgentKernel:
         vifs: Vifs,
         namespaces: Namespaces,
         netns_pattern: re.Pattern[str],
+        ports: antispoof.PortFilter | None = None,
     ) -> None:
         self.conf = conf
         self.bridges = bridges
@@ -106,6 +112,7 @@ class AgentKernel:
         self.namespaces = namespaces
         self.netns_pattern = netns_pattern
         self.ready: set[str] = set()  # bridges set up by this process
+        self.ports = ports  # anti-spoofing (vif_antispoof); None: off
 
     # -- one object at a time ------------------------------------------------------
 
@@ -153,7 +160,9 @@ class AgentKernel:
             self.filter.remove_chain(rules.chain_name(inst.id))
 
     def plug(self, inst: InstanceNetwork) -> str:
-        devname = self.vifs.plug(inst.vif_type, inst.mac, inst.bridge, instance_netns(inst))
+        devname = self.vifs.plug(
+            inst.vif_type, inst.mac, inst.bridge, instance_netns(inst), self._prepare(inst)
+        )
         LOG.info("plugged %s (%s %s) as %s", inst.name, inst.address, inst.mac, devname)
         return devname
 
@@ -161,7 +170,29 @@ class AgentKernel:
         """Delete the instance's device and namespace; returns the device's name, if any."""
         # unplug_mac deletes the namespace too, whether a device was found or
         # not (listing every namespace here would cost O(instances) per delete).
-        return self.vifs.unplug_mac(inst.mac, instance_netns(inst))
+        device = self.vifs.unplug_mac(inst.mac, instance_netns(inst))
+        if self.ports is not None:
+            self.ports.unfilter(inst.mac)  # after the device: never a port without it
+        return device
+
+    # -- anti-spoofing (issue 12): novanet/compute/antispoof.py ----------------------
+
+    def _prepare(self, inst: InstanceNetwork) -> Prepare | None:
+        """The port's filter, put in place before the device is attached to the bridge."""
+        ports = self.ports
+        if ports is None:
+            return None
+        return lambda device: ports.filter(device, inst)
+
+    def filter_ports(self, plan: ResyncPlan, instances: list[InstanceNetwork]) -> None:
+        """Before a resync's steps: the devices it keeps are filtered (nothing removed)."""
+        if self.ports is not None:
+            self.ports.ensure(antispoof.ports_in_place(plan, instances))
+
+    def converge_ports(self, instances: list[InstanceNetwork]) -> None:
+        """After a resync: exactly the instances' devices are filtered."""
+        if self.ports is not None:
+            self.ports.converge(antispoof.ports_of(instances))
 
     def observe(self) -> HostView:
         """The VIF devices and instance namespaces: the resync's input (no lock needed)."""

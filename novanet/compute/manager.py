@@ -22,6 +22,7 @@ from typing import Any
 
 from oslo_config import cfg
 
+from novanet.compute.antispoof import PortFilter
 from novanet.compute.kernel import AgentKernel, Bridges, Namespaces, Vifs
 from novanet.compute.resync_plan import plan_resync, template_pattern
 from novanet.compute.security import AgentSecurity
@@ -47,6 +48,7 @@ class ComputeManager:
         vifs: Vifs,
         namespaces: Namespaces,
         ipsets: IpsetManager | None = None,
+        antispoof: PortFilter | None = None,
     ) -> None:
         self.conf = conf
         self.host = conf.host
@@ -58,6 +60,7 @@ class ComputeManager:
             vifs=vifs,
             namespaces=namespaces,
             netns_pattern=template_pattern(conf.instance_name_template),
+            ports=antispoof,
         )
         self._lock = threading.RLock()
         self._instances: dict[str, InstanceNetwork] = {}  # uuid -> what is plugged here
@@ -145,6 +148,7 @@ class ComputeManager:
             # security groups: sets for old and new chains before any chain
             self.security.tell(members)
             self.security.ensure([*wanted, *self._instances.values()])
+            self.kernel.filter_ports(plan, wanted)  # anti-spoofing: before anything moves
             done = self.kernel.apply(plan, self._instances)
             known: dict[str, InstanceNetwork] = {}
             for inst in wanted:
@@ -163,6 +167,7 @@ class ComputeManager:
             # (and its place here) until a later resync removes both.
             known.update(done.kept)
             self._instances = known
+            self.kernel.converge_ports(list(known.values()))  # anti-spoofing: stale ports go
             self._synced = self._synced or done.synced
             if done.synced or not done.failed_removals:
                 self.security.prune(known.values())  # no chain names them any more
@@ -254,6 +259,12 @@ class ComputeManager:
                 self.security.check(self._instances.values())
             self.iptables.check_and_repair()  # logs each repair it makes
 
+    def check_antispoof(self) -> list[str]:
+        """Repair the anti-spoofing table (iptables_check_interval); returns the repairs."""
+        if self._synced and self.kernel.ports is not None:
+            return self.kernel.ports.check()  # logs each repair it makes
+        return []
+
     def check_bridges(self) -> list[str]:
         """Repair bridges deleted or changed by hand, and put the VIFs back on them.
 
@@ -274,6 +285,7 @@ class ComputeManager:
             plan = plan_resync(
                 known, self._instances, view, bridges_ready=self.kernel.ready, remove_stale=False
             )
+            self.kernel.filter_ports(plan, known)  # anti-spoofing: before re-attaching
             applied = self.kernel.apply(plan, self._instances)
             for uuid, devname in applied.devices.items():
                 self._instances[uuid] = _with_devname(self._instances[uuid], devname)

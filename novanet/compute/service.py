@@ -11,6 +11,7 @@ from typing import Any
 from oslo_config import cfg
 
 from novanet import metrics as metrics_mod
+from novanet.compute import antispoof
 from novanet.compute.endpoint import ComputeEndpoint
 from novanet.compute.manager import BINARY, TOPIC, ComputeManager
 from novanet.compute.security import agent_ipsets
@@ -18,6 +19,9 @@ from novanet.conf.loader import Source
 from novanet.linux.bridge import BridgeManager
 from novanet.linux.devices import VifDevices
 from novanet.linux.ip_lib import IpLib
+from novanet.linux.nftables.backend import NftKernel, require_nft
+from novanet.linux.nftables.generation import SharedGeneration
+from novanet.linux.nftables.table import NftTable
 from novanet.linux.sysctl import Sysctl
 from novanet.rpc import transport as rpc
 from novanet.rpc.dispatch import ServerEndpoint
@@ -38,7 +42,14 @@ class ComputeService:
         os.makedirs(conf.lock_path, mode=0o755, exist_ok=True)
         ip = IpLib()
         self.metrics = metrics_mod.Metrics("novanet-compute") if conf.metrics_listen else None
-        self.iptables = metrics_mod.iptables_manager(conf, "compute", self.metrics)
+        # One nf_tables generation probe for both nf_tables writers (see
+        # novanet/linux/nftables/generation.py): anti-spoofing commits must
+        # not make the iptables manager read its tables again.
+        generation = SharedGeneration()
+        self.iptables = metrics_mod.iptables_manager(
+            conf, "compute", self.metrics, generation=generation
+        )
+        self.ports = antispoof.PortFilter(NftTable(antispoof.TABLE, NftKernel(None, generation)))
         self.manager = ComputeManager(
             conf,
             bridges=BridgeManager(ip, conf.lock_path, Sysctl()),
@@ -46,6 +57,7 @@ class ComputeService:
             vifs=VifDevices(ip, conf.lock_path),
             namespaces=ip,
             ipsets=agent_ipsets(conf.iptables_prefix),
+            antispoof=self.ports if conf.vif_antispoof else None,
         )
         self.transport = rpc.get_transport(conf)
         self.network = NetworkAPI(self.transport, timeout=conf.rpc_connect_timeout)
@@ -71,6 +83,13 @@ class ComputeService:
             self.manager.check_bridges,
             option="bridge_check_interval",
         )
+        if conf.vif_antispoof:
+            self.periodic.add(
+                "antispoof-drift",
+                conf.iptables_check_interval,
+                self.manager.check_antispoof,
+                option="iptables_check_interval",
+            )
         self.periodic.add("resync", RESYNC_INTERVAL, self.resync)
         self._stopping = threading.Event()
         self._resync_lock = threading.Lock()
@@ -81,8 +100,16 @@ class ComputeService:
             self.metrics.add_collector(metrics_mod.FunctionCollector(self._families))
 
     def start(self) -> None:
+        if self.conf.vif_antispoof:
+            require_nft()  # one clear line now, not a first resync failing forever
         # Refuses to start (NovanetError) without bridge-nf-call-iptables.
         self.manager.init_host()
+        if not self.conf.vif_antispoof:
+            LOG.warning(
+                "vif_antispoof is off: guests on this host can send with any MAC or IP "
+                "address, answer ARP for others and run a DHCP server"
+            )
+            self.ports.disable()
         self._first_sync_thread = threading.Thread(
             target=self._first_sync, name="first-resync", daemon=True
         )

@@ -20,6 +20,20 @@ compute_opts = [
         "persistent tap vnetN for QEMU) or 'netns' (a veth pair into a network "
         "namespace standing in for the guest).",
     ),
+    cfg.BoolOpt(
+        "vif_antispoof",
+        default=True,
+        help="Anti-spoofing on every instance port of this compute host (nova-network's "
+        "nwfilter nova-base): a frame entering the bridge from an instance's vnetN is "
+        "dropped unless its Ethernet source is the instance's MAC; ARP must carry the "
+        "instance's MAC and fixed IP (0.0.0.0 for address probes); IPv4 must come from "
+        "the fixed IP (0.0.0.0 only for DHCP requests, udp 68 -> 67); DHCP server "
+        "traffic (udp from port 67 or to port 68) is always dropped, and so is every "
+        "other ethertype (novanet is IPv4-only). Kept in the nftables table 'bridge "
+        "novanet' (nft list table bridge novanet), repaired every "
+        "iptables_check_interval seconds. False: the table is deleted at start and "
+        "guests can send with any address (a warning is logged).",
+    ),
     cfg.IntOpt(
         "instance_create_timeout",
         default=30,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from novanet.exception import Conflict
@@ -31,6 +31,10 @@ LOG = logging.getLogger(__name__)
 VIF_PREFIX = "vnet"
 GUEST_IFNAME = "eth0"
 VIF_TYPES = ("tap", "netns")
+# Called with the host device's name once it exists and before it is put on
+# the bridge and brought up: the anti-spoofing filter goes in there, so the
+# port never passes an unfiltered frame (the name is only known here).
+Prepare = Callable[[str], None]
 
 
 def host_mac(instance_mac: str) -> str:
@@ -118,17 +122,29 @@ class VifDevices:
         """The lowest free ``vnetN``."""
         return self._next_name(self.list())
 
-    def plug(self, vif_type: str, instance_mac: str, bridge: str, netns: str | None = None) -> str:
-        """Plug by type (``tap`` or ``netns``); returns the host device name."""
+    def plug(
+        self,
+        vif_type: str,
+        instance_mac: str,
+        bridge: str,
+        netns: str | None = None,
+        prepare: Prepare | None = None,
+    ) -> str:
+        """Plug by type (``tap`` or ``netns``); returns the host device name.
+
+        :param prepare: called with the device name before the device is
+            attached and up (also for a device that exists already); if it
+            raises, a device made here is deleted again
+        """
         if vif_type == "tap":
-            return self.plug_tap(instance_mac, bridge)
+            return self.plug_tap(instance_mac, bridge, prepare)
         if vif_type == "netns":
             if not netns:
                 raise ValueError("a netns VIF needs the namespace name")
-            return self.plug_netns(instance_mac, bridge, netns)
+            return self.plug_netns(instance_mac, bridge, netns, prepare)
         raise ValueError(f"unknown VIF type {vif_type!r} (expected one of {', '.join(VIF_TYPES)})")
 
-    def plug_tap(self, instance_mac: str, bridge: str) -> str:
+    def plug_tap(self, instance_mac: str, bridge: str, prepare: Prepare | None = None) -> str:
         """A persistent tap vnetN with the host MAC, on ``bridge``, up."""
         mac = host_mac(instance_mac)
         with self.locks.lock("vif"):
@@ -138,17 +154,25 @@ class VifDevices:
                 if self.ip.link(name) is not None:  # made behind our back: re-read
                     name = self._next_name(self.list())
                 LOG.info("creating tap %s (%s) on %s", name, mac, bridge)
-                self.ip.create_tap(name, mac=mac, bridge=bridge)
+                if prepare is None:
+                    self.ip.create_tap(name, mac=mac, bridge=bridge)
+                else:
+                    self.ip.create_tap(name, mac=mac)  # off the bridge, down
+                    self._prepared(VifDevice(name, "tap", mac, None, False), bridge, prepare)
                 self._remember(VifDevice(name, "tap", mac, bridge, True))
                 return name
             if existing.kind != "tap":
                 raise Conflict(
                     f"MAC {mac} is already used by {existing.name}, a {existing.kind} device"
                 )
+            if prepare is not None:
+                prepare(existing.name)
             self._attach(existing, bridge)
         return existing.name
 
-    def plug_netns(self, instance_mac: str, bridge: str, netns: str) -> str:
+    def plug_netns(
+        self, instance_mac: str, bridge: str, netns: str, prepare: Prepare | None = None
+    ) -> str:
         """A veth pair: host vnetN on ``bridge``, guest eth0 in ``netns``."""
         check_netns_name(netns)
         mac = normalize_mac(instance_mac)
@@ -160,6 +184,8 @@ class VifDevices:
                     f"a {existing.kind} device"
                 )
             if existing is not None and self._guest_ok(existing, netns, mac):
+                if prepare is not None:
+                    prepare(existing.name)
                 self._attach(existing, bridge)
                 return existing.name
             if existing is not None:
@@ -172,7 +198,7 @@ class VifDevices:
             if self.ip.link(name) is not None:  # made behind our back: re-read
                 name = self._next_name(self.list())
             self._create_pair(name, mac, netns)
-            self._attach(VifDevice(name, "veth", host_mac(mac), None, False), bridge)
+            self._prepared(VifDevice(name, "veth", host_mac(mac), None, False), bridge, prepare)
             self._remember(VifDevice(name, "veth", host_mac(mac), bridge, True))
         return name
 
@@ -249,6 +275,16 @@ class VifDevices:
             self.ip.configure_in_netns(netns, temp, new_name=GUEST_IFNAME, mac=mac)
         except Exception:
             self.ip.delete_link(name)  # takes the peer with it, wherever it is
+            raise
+
+    def _prepared(self, vif: VifDevice, bridge: str, prepare: Prepare | None) -> None:
+        """``prepare`` then attach a device just made; it is deleted again if either fails."""
+        try:
+            if prepare is not None:
+                prepare(vif.name)
+            self._attach(vif, bridge)
+        except BaseException:
+            self.ip.delete_link(vif.name)  # a veth takes its peer with it
             raise
 
     def _guest_ok(self, vif: VifDevice, netns: str, mac: str) -> bool:

@@ -153,14 +153,16 @@ def gateway_first(cloud: Cloud, node: str) -> bool:
     links = {link.name: link for link in netview.links(cloud.lab.topology.netns(node))}
     br100 = links.get("br100")
     return br100 is not None and [a.address for a in br100.addresses][:1] == ["10.0.0.1/24"]
+
+
 def spoofed_ping(vm: Vm, spoofed: str, destination: str, count: int = 2) -> CommandResult:
     """From inside a QEMU guest, ping ``destination`` from an address that is not the VM's.
 
-    The hook for the anti-spoofing work (``vif_antispoof``): once the compute
-    node drops a guest's frames with a foreign source as they enter br100,
-    its test asserts ``not spoofed_ping(...).ok``. Until then nothing stops
-    them (tests/e2e/test_qemu_guest.py only checks that the attempt is made
-    and cleaned up). The extra address is removed again whatever happened.
+    With ``vif_antispoof`` (the default) the compute node drops the guest's
+    frames with a foreign source as they enter br100, so the ping gets no
+    reply (exit code 1; 2 if the guest refused the address):
+    tests/e2e/test_qemu_guest.py asserts it. The extra address is removed
+    again whatever happened.
     """
     script = (
         f"ip addr add {spoofed}/32 dev eth0 || exit 2\n"

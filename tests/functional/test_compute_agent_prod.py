@@ -90,12 +90,18 @@ def test_it_does_its_job_with_only_the_units_capabilities(host):
     line = next(x for x in host.log.read_text().splitlines() if f"plugged {iname(2)}" in x)
     assert f"[{request_id}]" in line
     assert "-A nova-compute-local -d 10.0.0.3/32 -j nova-compute-inst-2" in host.cmp.run(["iptables", "-S"]).stdout
+    # its anti-spoofing filter too: nft and nfnetlink work within the same bounds
+    macs = host.cmp.run(["nft", "list", "set", "bridge", "novanet", "vif_macs"]).stdout
+    assert f'"vnet0" . {instance(1).mac}' in macs and f'"vnet1" . {vm.mac}' in macs
     host.compute.teardown_instance(vm)
     assert "inst-2" not in host.cmp.run(["iptables", "-S"]).stdout
     # a flushed chain is repaired
     host.cmp.run(["iptables", "-F", "nova-compute-inst-1"])
     wait_for(lambda: "-j nova-compute-sg-fallback" in host.cmp.run(["iptables", "-S", "nova-compute-inst-1"]).stdout,
              "the repair", 10)
+    host.cmp.run(["nft", "flush", "table", "bridge", "novanet"])
+    wait_for(lambda: "jump vif" in host.cmp.run(["nft", "list", "table", "bridge", "novanet"]).stdout,
+             "the anti-spoofing repair", 10)
     wait_for(lambda: host.controller.heartbeats > 0, "a heartbeat")
 
 

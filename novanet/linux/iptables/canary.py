@@ -91,6 +91,10 @@ class NftGeneration:
             return False
         return (after - before) & 0xFFFFFFFF == count
 
+    def genid(self, token: int) -> int:
+        """The generation id a token stands for (NFNL_BATCH_GENID); see SharedGeneration."""
+        return token
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()

@@ -31,6 +31,7 @@ import os
 import socket
 import struct
 
+from novanet.linux import nfnetlink as nfnl
 from novanet.linux.iptables.canary import probe_socket
 from novanet.linux.iptables.plan import HandleBatch
 from novanet.linux.iptables.view import RuleHandle
@@ -45,9 +46,14 @@ NFNL_BATCH_GENID = 1
 MSG_DELCHAIN, MSG_NEWRULE, MSG_GETRULE, MSG_DELRULE, MSG_NEWGEN = 5, 6, 7, 8, 15
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_DUMP_INTR, NLM_F_DUMP = 1, 2, 4, 16, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-# struct nlattr type bits that are flags (NLA_F_NESTED, NLA_F_NET_BYTEORDER)
-_NLA_TYPE_MASK = 0x3FFF
-_HEADER = struct.Struct("=IHHII")
+# Encoding shared with the anti-spoofing table's client (novanet/linux/nfnetlink.py).
+_HEADER = nfnl.HEADER
+_attr = nfnl.attr
+_text = nfnl.text
+_message = nfnl.message
+_attrs = nfnl.attrs
+_string = nfnl.string
+_NLA_TYPE_MASK = nfnl.NLA_TYPE_MASK
 # NFTA_EXPR_NAME "immediate": length 14, type 1, the name, padding to 16.
 _IMMEDIATE = struct.pack("=HH", 14, 1) + b"immediate\0\0\0"
 
@@ -58,36 +64,6 @@ class StaleGeneration(Exception):
 
 class HandleError(OSError):
     """nf_tables refused a deletion by handle (the whole batch was aborted)."""
-
-
-def _attr(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * (-length % 4)
-
-
-def _text(kind: int, value: str) -> bytes:
-    return _attr(kind, value.encode() + b"\0")
-
-
-def _message(kind: int, flags: int, seq: int, family: int, res_id: int, attrs: bytes) -> bytes:
-    body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + attrs
-    return _HEADER.pack(_HEADER.size + len(body), kind, flags, seq, 0) + body
-
-
-def _attrs(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
-    """type -> (payload start, payload end) of the attributes in data[start:end]."""
-    found: dict[int, tuple[int, int]] = {}
-    while start + 4 <= end:
-        length, kind = struct.unpack_from("=HH", data, start)
-        if length < 4:
-            break
-        found[kind & _NLA_TYPE_MASK] = (start + 4, start + length)
-        start += (length + 3) & ~3
-    return found
-
-
-def _string(data: bytes, span: tuple[int, int]) -> str:
-    return data[span[0] : span[1]].split(b"\0", 1)[0].decode()
 
 
 def _jump_target(data: bytes, span: tuple[int, int]) -> str | None:

@@ -139,6 +139,9 @@ class IptablesRunner:
         None: the daemon's own namespace
     :param execute: the subprocess chokepoint (processutils.execute)
     :param tables: the tables the legacy change probe watches
+    :param generation: the nf_tables generation probe to use with the nft
+        backend, when the daemon shares it with another nf_tables writer
+        (novanet/linux/nftables/generation.py); None: a probe of its own
     """
 
     def __init__(
@@ -148,6 +151,7 @@ class IptablesRunner:
         execute: Execute = processutils.execute,
         timeout: float = 120.0,
         tables: Sequence[str] = ("filter", "nat"),
+        generation: NftGeneration | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"iptables backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -159,6 +163,7 @@ class IptablesRunner:
         self._save_cmd, self._restore_cmd = _COMMANDS[backend]
         self._kernel_backend: str | None = None if backend == "auto" else backend
         self._canary: NftGeneration | LegacyTableShape | None = None
+        self._generation = generation
         self._canary_failed = False
         self._nft: NftRules | None = None
         self._handles: bool | None = None
@@ -214,7 +219,7 @@ class IptablesRunner:
             token = self.token() if isinstance(canary, NftGeneration) else None
             if isinstance(token, int):
                 self._nft = NftRules(self._netns)
-                self._handles = self._nft.supported(token)
+                self._handles = self._nft.supported(self._genid(token))
                 LOG.debug("nf_tables handles %s", "usable" if self._handles else "unusable")
             elif not isinstance(canary, NftGeneration):
                 self._handles = False
@@ -235,7 +240,7 @@ class IptablesRunner:
         if self._nft is None or not isinstance(token, int):
             raise HandleError(0, "rule handles are not available")
         try:
-            self._nft.delete(table, batch, token)
+            self._nft.delete(table, batch, self._genid(token))
         except (StaleGeneration, HandleError):
             raise
         except OSError as exc:
@@ -268,11 +273,15 @@ class IptablesRunner:
         if self._nft is not None:
             self._nft.close()
 
+    def _genid(self, token: int) -> int:
+        """The generation id behind a token (a shared probe hides other writers' commits)."""
+        return self._canary.genid(token) if isinstance(self._canary, NftGeneration) else token
+
     def _get_canary(self) -> NftGeneration | LegacyTableShape | None:
         if self._canary is None and not self._canary_failed:
             try:
                 if self.kernel_backend == "nft":
-                    self._canary = NftGeneration(self._netns)
+                    self._canary = self._generation or NftGeneration(self._netns)
                 else:
                     self._canary = LegacyTableShape(self._tables, self._netns)
             except (OSError, ProcessExecutionError) as exc:
