@@ -31,9 +31,7 @@ def upgrade() -> None:
         "floating_ips",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("address", sa.String(39), nullable=False),
-        sa.Column(
-            "fixed_ip_id", sa.Integer, sa.ForeignKey("fixed_ips.id", ondelete="SET NULL")
-        ),
+        sa.Column("fixed_ip_id", sa.Integer, sa.ForeignKey("fixed_ips.id", ondelete="SET NULL")),
         sa.Column("pool", sa.String(255), nullable=False),
         sa.Column("interface", sa.String(15), nullable=False),
         sa.Column("host", sa.String(255)),

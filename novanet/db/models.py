@@ -213,9 +213,7 @@ class FloatingIp(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     address: Mapped[str] = mapped_column(String(39))
-    fixed_ip_id: Mapped[int | None] = mapped_column(
-        ForeignKey("fixed_ips.id", ondelete="SET NULL")
-    )
+    fixed_ip_id: Mapped[int | None] = mapped_column(ForeignKey("fixed_ips.id", ondelete="SET NULL"))
     pool: Mapped[str] = mapped_column(String(255))
     interface: Mapped[str] = mapped_column(String(15))
     host: Mapped[str | None] = mapped_column(String(255))
