@@ -22,12 +22,13 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from novanet.linux.netlink import Executor, NetlinkError, default_executor
 from novanet.linux.netns import NamespaceFiles
 
 NETLINK_NETFILTER = 12
+T = TypeVar("T")
 
 
 class ConntrackApi(Protocol):
@@ -50,11 +51,18 @@ class Conntrack:
         self.netns = netns
         self._executor = executor
 
-    def _run(self, func: Callable[[Any], int]) -> int:
+    def _run(self, func: Callable[[Any], T]) -> T:
+        """``func(conntrack socket)`` on a socket of its own.
+
+        One socket per call: pyroute2 0.9's Conntrack (unlike IPRoute) closes
+        its transport after each request when driven from another thread's
+        event loop, as under eventlet's tpool; a second request on it fails
+        with "Invalid file descriptor: -1".
+        """
         from pyroute2 import Conntrack as NfConntrack
         from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
 
-        def task() -> int:
+        def task() -> T:
             kwargs: dict[str, Any] = {}
             if self.netns is not None:
                 kwargs["fileno"] = NamespaceFiles().socket_fd(
@@ -68,25 +76,28 @@ class Conntrack:
             finally:
                 ct.close()
 
-        result: int = (self._executor or default_executor())(task)
+        result: T = (self._executor or default_executor())(task)
         return result
 
     def delete_mapping(self, address: str) -> int:
         """Delete the entries NATed to or from ``address``; returns how many went."""
         from pyroute2.netlink.exceptions import NetlinkError as PyNetlinkError
 
-        def delete(ct: Any) -> int:
-            gone = 0
-            for entry in [e for e in ct.dump_entries() if matches(e, address)]:
+        entries = self._run(lambda ct: [e for e in ct.dump_entries() if matches(e, address)])
+        gone = 0
+        for entry in entries:
+
+            def delete(ct: Any, entry: Any = entry) -> int:
                 try:
                     ct.delete(entry)
-                    gone += 1
                 except PyNetlinkError as exc:
                     if exc.code != errno.ENOENT:  # it expired meanwhile: fine
                         raise
-            return gone
+                    return 0
+                return 1
 
-        return self._run(delete)
+            gone += self._run(delete)
+        return gone
 
     def count_mapping(self, address: str) -> int:
         """How many entries are NATed to or from ``address`` (tests, diagnosis)."""
