@@ -40,6 +40,7 @@ BENCHES: dict[str, tuple[str, str, list[str], list[str]]] = {
     "qemu": ("bench.qemu_bench", "QEMU guests in the lab: image, boot to lease, memory", ["--cold"], ["--quick"]),
     "memory": ("bench.memory_bench", "Memory: daemons with 5,000 instances", [], ["--quick"]),
     "secgroups": ("bench.secgroup_bench", "Security groups: a membership change on one host, a rule change across the lab", [], ["--quick"]),
+    "floating": ("bench.floating_bench", "Floating IPs: association to reachable, 1,000 associations on one controller", [], ["--quick"]),
     "resync": ("bench.resync_bench", "Compute agent: the periodic resync with 5,000 live instances", [], ["--quick"]),
 }
 
