@@ -96,8 +96,16 @@ class FloatingIps:
 
     def check_floating(self, log: bool = True) -> list[str]:
         """Add missing floating addresses, remove pool addresses no longer associated here."""
+        # Under the lock throughout: an association between reading what is
+        # wanted and reading the interface would look like a stale address.
         with self._lock:
-            wanted = {m.address: m.interface for m in self._floating.values()}
+            repaired = self._repair_addresses()
+        if repaired and log:
+            LOG.warning("floating addresses changed by hand; repaired: %s", "; ".join(repaired))
+        return repaired
+
+    def _repair_addresses(self) -> list[str]:
+        wanted = {m.address: m.interface for m in self._floating.values()}
         pools = floating_db.pool_addresses(self.db)
         interfaces = set(wanted.values()) | {
             iface for addr, iface in pools.items() if addr not in wanted
@@ -111,7 +119,7 @@ class FloatingIps:
                     if a.interface.network.prefixlen == 32
                 }
             except NovanetError as exc:
-                if any(i == interface for i in wanted.values()):
+                if interface in wanted.values():
                     LOG.error("floating IPs on %s: %s", interface, exc)
                 continue  # a pool interface this host does not have: not ours to fix
             for address in sorted(a for a, i in wanted.items() if i == interface):
@@ -122,10 +130,6 @@ class FloatingIps:
                 if pools.get(address) == interface:
                     self.floating_kernel.ip.delete_address(interface, host_address(address))
                     repaired.append(f"{address}/32 removed from {interface} (not associated)")
-        if repaired and log:
-            LOG.warning(
-                "floating addresses changed by someone else; repaired: %s", "; ".join(repaired)
-            )
         return repaired
 
     def _add_address(self, interface: str, address: str) -> None:
