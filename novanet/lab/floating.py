@@ -24,7 +24,6 @@ from novanet.lab import checks, seeddata, verify
 from novanet.lab.checks import Check
 from novanet.lab.cloud import Cloud
 from novanet.lab.instances import Instance
-from novanet.lab.topology import FLOATING_INTERFACE
 
 FLOATING_IP = "192.168.56.225"
 OPEN_PORT = 22
@@ -91,8 +90,7 @@ def floating_checks(cloud: Cloud, cirros: Instance) -> list[Check]:
     nat, _ = cloud.lab.execute(novanet.controller, ["iptables", "-t", "nat", "-S"])
     want = [
         f"-A nova-network-PREROUTING -d {FLOATING_IP}/32 -j DNAT --to-destination {cirros.address}",
-        f"-A nova-network-float-snat -s {cirros.address}/32 -o {FLOATING_INTERFACE} "
-        f"-j SNAT --to-source {FLOATING_IP}",
+        f"-A nova-network-float-snat -s {cirros.address}/32 -j SNAT --to-source {FLOATING_IP}",
     ]
     addrs, _ = cloud.lab.execute(novanet.controller, ["ip", "-4", "-o", "addr", "show", "eth1"])
     have = [line for line in nat.splitlines() if line in want]

@@ -11,7 +11,7 @@ by the mapping:
 - original destination == the floating address: connections made to it
   (DNATed by nova-network-PREROUTING or OUTPUT);
 - reply destination == the floating address: connections the instance made
-  that left SNATed to it (float-snat, or the POSTROUTING reverse-path rule).
+  that left SNATed to it (nova-network-float-snat).
 
 Without this a flow keeps its NAT binding after the rules are gone: the
 kernel consults the rules only for a connection's first packet.

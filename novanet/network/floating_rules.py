@@ -5,30 +5,32 @@ association order) and the configuration; novanet.network.host merges them
 into the controller's rules (:func:`with_floating`) and the iptables manager
 applies the difference. Rules are in the form ``iptables -S`` prints.
 
-Per association of ADDRESS with FIXED on interface IF (nova's
-``floating_forward_rules``, in its final form, Grizzly..Newton):
+Per association of ADDRESS with FIXED (nova's ``floating_forward_rules``):
 
 - ``nova-network-PREROUTING -d ADDRESS/32 -j DNAT --to-destination FIXED``:
   the outside reaches the instance, its own source address intact;
 - ``nova-network-OUTPUT`` the same: the controller itself reaches it;
-- ``nova-network-float-snat -s FIXED/32 -d FIXED/32 -j SNAT --to-source ADDRESS``
-  (Grizzly: an instance reaching its own floating address gets the reply
-  from it, not from its fixed address) and ``-s FIXED/32 -o IF -j SNAT
-  --to-source ADDRESS`` (Folsom: the instance leaves through IF with its
-  floating address; other destinations keep the fixed-range SNAT). Essex
-  had the single ``-s FIXED/32 -j SNAT``;
-- ``nova-network-POSTROUTING -s FIXED/32 -m conntrack --ctstate DNAT -j SNAT
-  --to-source ADDRESS`` (Newton, "Reverse path SNAT for DNAT floating-ip"):
-  an instance reaching another one's floating address is seen by it with
-  its own floating address, so the reply comes back through the
-  controller's DNAT instead of straight over the bridge (where the
-  sender would drop it: wrong source).
+- ``nova-network-float-snat -s FIXED/32 -j SNAT --to-source ADDRESS``: what
+  the instance sends through the controller leaves with ADDRESS.
+
+This is the Essex form, which the seed's era ran. Later releases split the
+SNAT: Folsom added ``-o IF`` (bug 1048765: setups whose guests' gateway is
+an outside router, and an instance with floating IPs of pools on different
+interfaces), which then needed Grizzly's ``-s FIXED -d FIXED`` (an instance
+reaching its own floating address, bug 1096259) and Newton's
+``POSTROUTING -s FIXED -m conntrack --ctstate DNAT -j SNAT`` (an instance
+reaching another one's floating address). novanet's guests route through
+the controller, and the one Essex rule already covers both of those cases
+(it is reached for DNATed traffic too: the POSTROUTING accepts of the seed
+let only non-DNATed traffic within the network through). It also keeps
+three rules per association instead of five: nf_tables' restore cost grows
+with the rules in the table (BENCHMARKS.md). The price: an instance with
+floating IPs on two interfaces leaves with the first one on both.
 
 nova also put an ebtables ``redirect`` on the bridge when the floating
-interface is not the bridge, for networks whose guests' gateway is an
-outside router on the flat network (``external_gateway``); novanet's guests
-route through the controller (the seed's 10.0.0.1), so their traffic
-reaches iptables already and that rule is not needed.
+interface is not the bridge, for guests whose gateway is an outside router
+on the flat network; novanet's guests route through the controller (the
+seed's 10.0.0.1), so their traffic reaches iptables already.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Protocol
 
 from novanet.linux.iptables.declare import Rules
 
-FLOATING_CHAINS = ("PREROUTING", "OUTPUT", "POSTROUTING", "float-snat")
+FLOATING_CHAINS = ("PREROUTING", "OUTPUT", "float-snat")
 
 
 class MappingLike(Protocol):
@@ -48,20 +50,14 @@ class MappingLike(Protocol):
     @property
     def fixed_address(self) -> str: ...
 
-    @property
-    def interface(self) -> str: ...
-
 
 def mapping_rules(m: MappingLike) -> dict[str, list[str]]:
     """The nat rules of one association, by wrapped chain."""
     dnat = f"-d {m.address}/32 -j DNAT --to-destination {m.fixed_address}"
-    snat = f"-j SNAT --to-source {m.address}"
-    src = f"-s {m.fixed_address}/32"
     return {
         "PREROUTING": [dnat],
         "OUTPUT": [dnat],
-        "POSTROUTING": [f"{src} -m conntrack --ctstate DNAT {snat}"],
-        "float-snat": [f"{src} -d {m.fixed_address}/32 {snat}", f"{src} -o {m.interface} {snat}"],
+        "float-snat": [f"-s {m.fixed_address}/32 -j SNAT --to-source {m.address}"],
     }
 
 

@@ -40,10 +40,8 @@ CONNECT = (
 )
 RULES = [
     f"-A nova-network-OUTPUT -d {FLOAT}/32 -j DNAT --to-destination 10.0.0.2",
-    f"-A nova-network-POSTROUTING -s 10.0.0.2/32 -m conntrack --ctstate DNAT -j SNAT --to-source {FLOAT}",
     f"-A nova-network-PREROUTING -d {FLOAT}/32 -j DNAT --to-destination 10.0.0.2",
-    f"-A nova-network-float-snat -s 10.0.0.2/32 -d 10.0.0.2/32 -j SNAT --to-source {FLOAT}",
-    f"-A nova-network-float-snat -s 10.0.0.2/32 -o eth1 -j SNAT --to-source {FLOAT}",
+    f"-A nova-network-float-snat -s 10.0.0.2/32 -j SNAT --to-source {FLOAT}",
 ]
 
 
