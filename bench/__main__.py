@@ -41,6 +41,7 @@ BENCHES: dict[str, tuple[str, str, list[str], list[str]]] = {
     "memory": ("bench.memory_bench", "Memory: daemons with 5,000 instances", [], ["--quick"]),
     "secgroups": ("bench.secgroup_bench", "Security groups: a membership change on one host, a rule change across the lab", [], ["--quick"]),
     "antispoof": ("bench.antispoof_bench", "Anti-spoofing: one port's filter added and removed, and the cost per frame", [], ["--sizes", "10,1000", "--repeat", "3", "--rounds", "2", "--seconds", "1"]),
+    "floating": ("bench.floating_bench", "Floating IPs: association to reachable, 1,000 associations on one controller", [], ["--quick"]),
     "resync": ("bench.resync_bench", "Compute agent: the periodic resync with 5,000 live instances", [], ["--quick"]),
 }
 

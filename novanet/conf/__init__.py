@@ -8,9 +8,20 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-from novanet.conf import compute, database, dhcp, firewall, metadata, network, paths, rpc, service
+from novanet.conf import (
+    compute,
+    database,
+    dhcp,
+    firewall,
+    floating,
+    metadata,
+    network,
+    paths,
+    rpc,
+    service,
+)
 
-_AREAS = (paths, network, dhcp, firewall, compute, metadata, service, database, rpc)
+_AREAS = (paths, network, floating, dhcp, firewall, compute, metadata, service, database, rpc)
 
 
 def register_opts(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:

@@ -63,7 +63,8 @@ firewall_opts = [
         min=1,
         help="Seconds between checks that novanet's chains are intact. A chain that was "
         "flushed, edited or deleted by hand is rewritten, and missing jumps from "
-        "the built-in chains are put back.",
+        "the built-in chains are put back. On the controller, floating IP addresses "
+        "removed from their interface by hand are put back too.",
     ),
 ]
 

@@ -1,4 +1,4 @@
-"""SQLAlchemy models: networks, fixed IPs, virtual interfaces, instances, services.
+"""SQLAlchemy models: networks, fixed and floating IPs, virtual interfaces, instances, services.
 
 The schema follows nova's where nova's names are known to operators
 (fixed_ips.allocated/leased/reserved, instance_uuid, virtual_interfaces), and
@@ -193,6 +193,35 @@ class SecurityGroupInstance(Base):
     created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
 
 
+class FloatingIp(Base):
+    """nova's floating_ips: one row per address of a pool, mapped onto a fixed IP when associated.
+
+    ``host`` is the network host holding the mapping (set while associated),
+    ``auto_assigned`` marks an address taken by auto_assign_floating_ip or
+    ``instance create --floating-ip``: it returns to the pool when the
+    instance goes. ``updated_at`` is the association time while associated:
+    the controller lists its rules in that order, so a new association only
+    appends to the nat chains.
+    """
+
+    __tablename__ = "floating_ips"
+    __table_args__ = (
+        UniqueConstraint("address", name="uq_floating_ips_address"),
+        Index("ix_floating_ips_fixed_ip_id", "fixed_ip_id"),
+        Index("ix_floating_ips_pool", "pool"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(39))
+    fixed_ip_id: Mapped[int | None] = mapped_column(ForeignKey("fixed_ips.id", ondelete="SET NULL"))
+    pool: Mapped[str] = mapped_column(String(255))
+    interface: Mapped[str] = mapped_column(String(15))
+    host: Mapped[str | None] = mapped_column(String(255))
+    auto_assigned: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
 class Service(Base):
     __tablename__ = "services"
     __table_args__ = (UniqueConstraint("host", "binary", name="uq_services_host_binary"),)
@@ -247,6 +276,7 @@ SERVICES = _table(Service)
 SECURITY_GROUPS = _table(SecurityGroup)
 SECURITY_GROUP_RULES = _table(SecurityGroupRule)
 SECURITY_GROUP_INSTANCES = _table(SecurityGroupInstance)
+FLOATING_IPS = _table(FloatingIp)
 
 
 def inserted_id(result: CursorResult[Any]) -> int:

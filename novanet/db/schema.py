@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from novanet.exception import NovanetError
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def current(engine: Engine) -> str | None:

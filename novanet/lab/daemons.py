@@ -27,6 +27,7 @@ from typing import Any
 from novanet import exception
 from novanet.lab import broker, relay
 from novanet.lab.lab import Lab
+from novanet.lab.topology import FLOATING_POOL_ARGS
 from novanet.wait import wait_until
 
 NETWORK = "network"
@@ -168,6 +169,8 @@ class Novanet:
         """``db sync`` and the seed's ``network create``, as the seed's operator did."""
         self.manage("db", "sync")
         self.manage(*SEED_NETWORK_ARGS)
+        # beyond the seed: rows only, no kernel state until an address is associated
+        self.manage(*FLOATING_POOL_ARGS)
 
     def start_daemon(self, daemon: Daemon) -> None:
         argv = [self.program(daemon.program), "--flagfile", self.conf(daemon.node)]

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
-from novanet.lab import checks, expect, instances, seeddata, verify
+from novanet.lab import checks, expect, floating, instances, seeddata, verify
 from novanet.lab.checks import Check
 from novanet.lab.cloud import Cloud
 from novanet.lab.instances import Booted
@@ -33,6 +33,8 @@ DEFAULT_NAME = "lab"  # the lab commands' default name (cli.py)
 @dataclasses.dataclass
 class DemoResult:
     checks: list[Check] = dataclasses.field(default_factory=list)
+    # beyond the article (floating IPs): reported apart from the seed's observations
+    extra: list[Check] = dataclasses.field(default_factory=list)
     cirros: Booted | None = None
     other: Booted | None = None
     error: str | None = None
@@ -40,7 +42,8 @@ class DemoResult:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and bool(self.checks) and not any(c.failed for c in self.checks)
+        every = [*self.checks, *self.extra]
+        return self.error is None and bool(self.checks) and not any(c.failed for c in every)
 
 
 class Reporter:
@@ -146,6 +149,11 @@ def scenario(
     result.checks.append(check)
     reporter.check(check)
 
+    reporter.heading("Beyond the article: a floating IP from the lab's pool (nova-network's way):")
+    for check in floating.floating_checks(cloud, cirros):
+        result.extra.append(check)
+        reporter.check(check)
+
 
 def explore_hints(lab: Lab) -> list[str]:
     base = "" if lab.base == os.path.realpath(default_base()) else f" --base-dir {lab.base}"
@@ -209,6 +217,13 @@ def run(
             + (f", {skipped} skipped" if skipped else "")
             + f" ({checked:.1f} s)"
         )
+        if result.extra:
+            passed, failed, _ = checks.summary(result.extra)
+            reporter.out.write(
+                f"{passed} of {len(result.extra)} floating IP observations pass"
+                + (f", {failed} fail" if failed else "")
+                + "\n"
+            )
         if keep and not interrupted:
             for line in explore_hints(lab):
                 reporter.out.write(line + "\n")

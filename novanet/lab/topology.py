@@ -30,6 +30,13 @@ VM_NETWORK = "vm"
 CONTROLLER = "controller"
 COMPUTE = "compute"
 GATEWAY = "gateway"
+# Floating IPs (beyond the seed): a pool on the management segment, bound to
+# controller-1's eth1 (the seed's public_interface) when associated.
+FLOATING_RANGE = "192.168.56.224/28"
+FLOATING_INTERFACE = "eth1"
+FLOATING_POOL_ARGS = (
+    "floating", "create", "--ip_range", FLOATING_RANGE, "--interface", FLOATING_INTERFACE,
+)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -127,7 +127,8 @@ def kernel_checks(observer: Observer, setup: expect.Setup, cirros: Instance) -> 
     return out
 
 
-def _ping_text(result: PingResult) -> str:
+def ping_text(result: PingResult) -> str:
+    """A ping's outcome in one line: its first reply and its statistics."""
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     if result.not_permitted:
         return next(ln for ln in lines if "Operation not permitted" in ln)
@@ -156,9 +157,9 @@ def ping_checks(
     def reach(key: str, title: str, source: str, target: str, want: str) -> Check:
         result = instances.ping(source, target, count=3 if same_net else 2)
         if same_net or key == "ping.instance_to_outside":
-            return checks.truth(key, title, want, _ping_text(result), result.ok)
+            return checks.truth(key, title, want, ping_text(result), result.ok)
         title += " must be blocked"
-        return checks.truth(key, title, BLOCKED, _ping_text(result), not result.ok)
+        return checks.truth(key, title, BLOCKED, ping_text(result), not result.ok)
 
     out = [
         reach(
@@ -176,7 +177,7 @@ def ping_checks(
             "ping.compute_to_instance",
             f"ping {cirros.address} from {cirros.host}",
             seeddata.PING_COMPUTE_TO_INSTANCE + " (or sendto:)",
-            _ping_text(result),
+            ping_text(result),
             not result.ok and result.not_permitted,
         )
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from novanet.exception import UsageError
 from novanet.ipam.macs import normalize_mac
-from novanet.manage import common, rpcclient, secgroup
+from novanet.manage import common, floating, rpcclient, secgroup
 from novanet.manage.context import Context
 from novanet.manage.output import emit, emit_record
 
@@ -81,6 +81,10 @@ def show_cmd(ctx: Context, args: argparse.Namespace) -> int:
     groups = list(secgroups.groups_of(ctx.database(), inst.uuid))
     json = common.fmt(args) == "json"
     fields.append(("security_groups", groups if json else ", ".join(groups) or None))
+    from novanet.db import floating as floating_db
+
+    addresses = floating_db.of_instances(ctx.database(), [inst.uuid])[inst.uuid]
+    fields.append(("floating_ips", addresses if json else ", ".join(addresses) or None))
     emit_record(ctx.out, fields, common.fmt(args))
     return 0
 
@@ -103,6 +107,15 @@ def register_lifecycle(actions: argparse._SubParsersAction) -> None:  # type: ig
         metavar="GROUP",
         action="append",
         help="a security group of the instance (repeatable; default: default)",
+    )
+    common.option(
+        create,
+        "floating_ip",
+        metavar="ADDRESS",
+        nargs="?",
+        const="",
+        help="associate a floating IP once it runs: ADDRESS, or without it any free "
+        "one of default_floating_pool",
     )
     common.add_format(create)
     create.set_defaults(func=create_cmd)
@@ -165,6 +178,8 @@ def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
     mac = normalize_mac(args.mac) if args.mac else None
     user_data = _read_file(args.user_data, "--user-data", MAX_USER_DATA)
     public_key = _public_key(args.public_key)
+    if args.floating_ip:
+        args.floating_ip = floating.check_address(args.floating_ip, "--floating-ip")
     vif_type = args.vif_type or ctx.conf.default_vif_type
     timeout = ctx.conf.instance_create_timeout + 10
     with rpcclient.network_api(ctx.conf, timeout) as api:
@@ -176,6 +191,7 @@ def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
             user_data=user_data,
             public_key=public_key,
             security_groups=args.security_group,
+            floating_ip=args.floating_ip,
         )
     fields = [
         ("id", created["id"]),
@@ -188,6 +204,7 @@ def create_cmd(ctx: Context, args: argparse.Namespace) -> int:
         ("vif_type", created["vif_type"]),
         ("device", created["devname"]),
     ]
+    fields += floating.floating_field(created)
     if created["vif_type"] == "tap" and created["devname"]:
         fields.append(("qemu", qemu_hint(created["devname"], created["mac"])))
         fields.append(("libvirt", libvirt_hint(created["devname"], created["mac"])))

@@ -70,8 +70,8 @@ def meta_data(md: InstanceMetadata, dhcp_domain: str, version: str) -> dict[str,
     if _since(version, "2007-01-19"):
         meta["local-hostname"] = hostname
         meta["public-hostname"] = hostname
-        # nova served an empty value for an instance without a floating IP
-        meta["public-ipv4"] = ""
+        # nova: the first floating IP; empty for an instance without one
+        meta["public-ipv4"] = md.floating_ips[0] if md.floating_ips else ""
     if _since(version, "2007-08-29"):
         meta["instance-type"] = INSTANCE_TYPE
     if _since(version, "2007-12-15"):

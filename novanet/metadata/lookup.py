@@ -56,6 +56,13 @@ def security_groups(db: Database, instance_uuid: str) -> tuple[str, ...]:
     return secgroups.groups_of(db, instance_uuid)
 
 
+def floating_ips(db: Database, instance_uuid: str) -> tuple[str, ...]:
+    """The instance's floating IPs, first associated first (EC2 ``public-ipv4``)."""
+    from novanet.db import floating
+
+    return tuple(floating.of_instances(db, [instance_uuid])[instance_uuid])
+
+
 @functools.cache
 def _statement() -> sa.Select[Any]:
     # Built once: constructing the select costs more than running it on SQLite.
@@ -111,6 +118,7 @@ def find_by_address(db: Database, address: str) -> InstanceMetadata | None:
         gateway=row[12],
         dhcp_server=row[13],
         security_groups=security_groups(db, row[1]),
+        floating_ips=floating_ips(db, row[1]),
     )
 
 

@@ -21,8 +21,8 @@ class InstanceMetadata:
     """What the metadata of an instance is made of (one row of the lookup).
 
     The network fields describe the instance's one NIC (for
-    ``network_data.json``); ``security_groups`` come from
-    :func:`novanet.metadata.lookup.security_groups`.
+    ``network_data.json``); ``security_groups`` and ``floating_ips`` come from
+    :func:`novanet.metadata.lookup.security_groups` and ``floating_ips``.
     """
 
     id: int
@@ -40,6 +40,7 @@ class InstanceMetadata:
     gateway: str | None = None
     dhcp_server: str | None = None
     security_groups: tuple[str, ...] = ("default",)
+    floating_ips: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

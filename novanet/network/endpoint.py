@@ -24,7 +24,7 @@ _expected = errors.endpoint("novanet-network")
 
 
 class NetworkEndpoint:
-    target = rpc.target("1.2")
+    target = rpc.target("1.3")
 
     def __init__(self, manager: NetworkManager) -> None:
         self.manager = manager
@@ -41,6 +41,7 @@ class NetworkEndpoint:
             "user_data_b64",
             "public_key",
             "security_groups",
+            "floating_ip",
         )
         mac = kw.get("mac")
         if mac is not None:
@@ -58,8 +59,29 @@ class NetworkEndpoint:
                 kw.get("public_key"), "public_key", payloads.MAX_PUBLIC_KEY
             ),
             security_groups=_names(kw.get("security_groups")),
+            floating_ip=_floating_request(kw.get("floating_ip")),
         )
-        return created.to_dict()
+        # floating IPs (1.3): what it got, auto-assigned or asked for
+        return created.to_dict() | {"floating_ips": self.manager.floating_ips_of(created.uuid)}
+
+    # -- floating IPs (1.3) -----------------------------------------------------------
+
+    @_expected
+    def associate_floating_ip(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        _only(kw, "address", "instance_uuid", "force")
+        force = kw.get("force", False)
+        if not isinstance(force, bool):
+            raise BadRequest("force must be a boolean")
+        return self.manager.associate_floating_ip(
+            payloads.ipv4(kw.get("address"), "address"),
+            payloads.uuid(kw.get("instance_uuid"), "instance_uuid"),
+            force=force,
+        )
+
+    @_expected
+    def disassociate_floating_ip(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        _only(kw, "address")
+        return self.manager.disassociate_floating_ip(payloads.ipv4(kw.get("address"), "address"))
 
     @_expected
     def security_groups_changed(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
@@ -151,6 +173,13 @@ def _user_data(kw: dict[str, Any]) -> bytes | None:
     if len(data) > payloads.MAX_USER_DATA:
         raise BadRequest(f"user_data is larger than {payloads.MAX_USER_DATA} bytes")
     return data
+
+
+def _floating_request(value: Any) -> str | None:
+    """None: none asked for; "": any free one; else an IPv4 address."""
+    if value is None or value == "":
+        return value  # type: ignore[no-any-return]
+    return payloads.ipv4(value, "floating_ip")
 
 
 def _list(value: Any, field: str, limit: int = 10000) -> list[Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from oslo_config import cfg
@@ -27,6 +28,7 @@ from novanet.linux.iptables.declare import declare
 from novanet.network import rules as controller_rules
 from novanet.network import served
 from novanet.network.bridges import Bridges, BridgeSetup, repair_bridges, setup_bridge
+from novanet.network.floating_rules import floating_rules, with_floating
 
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class NetworkHost:
             readdressed = {
                 bridge: self._setup_bridge(group).gateway_added for bridge, group in groups.items()
             }
+            self.adopt_floating()  # floating IPs: addresses now, rules with the others
             self._declare_rules(current)
             # The iptables manager logs each change it makes: only say when there was none.
             if not self.iptables.full_sync():
@@ -83,6 +86,11 @@ class NetworkHost:
                 # were down) serves nothing: restarted, not adopted.
                 (self.dhcp.restart if readdressed[bridge] else self.dhcp.enable)(dhcp)
             LOG.info("serving %d network(s): %s", len(current), ", ".join(n.cidr for n in current))
+
+    # provided by novanet.network.floating.FloatingIps (after this class in the
+    # manager's bases: annotations only, so that its methods are found)
+    adopt_floating: Callable[[], None]
+    floating_mappings: Callable[[], list[Any]]
 
     def _served(self) -> list[NetworkRow]:
         return served.served(nets.list_networks(self.db), self.host)
@@ -107,8 +115,17 @@ class NetworkHost:
             dmz_cidrs=self.conf.dmz_cidr,
             forward_interfaces=self.conf.forward_bridge_interface,
             drop_action=self.conf.iptables_drop_action,
+            force_snat_range=self.conf.force_snat_range or (),
         )
+        # floating IPs: nova's nat rules of each association, after the seed's
+        wanted = with_floating(wanted, floating_rules(self.floating_mappings()))
         declare(self.iptables.ipv4, wanted)
+
+    def _declare_current(self) -> None:
+        """Rules for the networks served now and the floating IPs, applied before returning."""
+        with self._lock:
+            self._declare_rules(list(self._networks.values()))
+            self.iptables.apply()
 
     def refresh_networks(self) -> list[str]:
         """Pick up networks created, modified, deleted or moved to another host."""

@@ -90,6 +90,16 @@ class InstanceLifecycle:
     def secgroups_deleted(self, group_ids: set[int]) -> None:
         raise NotImplementedError
 
+    # provided by novanet.network.floating.FloatingIps
+    def disassociate_instance(self, instance_uuid: str) -> list[str]:
+        raise NotImplementedError
+
+    def floating_on_create(self, instance_uuid: str, requested: str | None) -> str | None:
+        raise NotImplementedError
+
+    def check_floating_request(self, requested: str | None) -> None:
+        raise NotImplementedError
+
     def _instance_lock(self, key: str) -> threading.Lock:
         with self._lock:
             return self._instance_locks.setdefault(key, threading.Lock())
@@ -115,9 +125,16 @@ class InstanceLifecycle:
         user_data: bytes | None = None,
         public_key: str | None = None,
         security_groups: list[str] | None = None,
+        floating_ip: str | None = None,
     ) -> InstanceNetwork:
-        """Allocate, update dnsmasq, have the compute host plug and filter; undo on failure."""
+        """Allocate, update dnsmasq, have the compute host plug and filter; undo on failure.
+
+        ``floating_ip``: an address of a pool to associate once it is active,
+        "" for any free one of default_floating_pool (None: only with
+        auto_assign_floating_ip).
+        """
         self.check_host_up(host)
+        self.check_floating_request(floating_ip)  # refused before anything is written
         # security groups: unknown names are refused before anything is written
         group_ids = self.security_group_ids(security_groups or ["default"])
         uuid = str(uuidlib.uuid4())
@@ -168,6 +185,13 @@ class InstanceLifecycle:
             devname = reply.get("devname") if isinstance(reply, dict) else None
             instances.update_instance(self.db, inst.id, state="active", vif_devname=devname)
             self.secgroups_created(uuid, group_ids, described.rules)
+            try:
+                self.floating_on_create(uuid, floating_ip)
+            except Exception:  # an explicit request that cannot be had: no instance either
+                self._remove(dataclasses.replace(described, devname=devname), UNDO_TIMEOUT)
+                self.secgroups_deleted(set(group_ids))
+                self._forget_lock(uuid)
+                raise
         LOG.info(
             "instance %s (%s) on %s: %s %s %s",
             described.name,
@@ -220,7 +244,8 @@ class InstanceLifecycle:
 
     def _remove(self, described: InstanceNetwork, timeout: float) -> list[str]:
         """Unplug (the agent resyncs if it does not answer), release, delete the row."""
-        notes = []
+        # floating IPs first: their rules name the fixed address about to be freed
+        notes = self.disassociate_instance(described.uuid)
         try:
             # The agent may still be plugging it (a create that timed out):
             # the teardown queued behind it removes whatever it made.

@@ -25,6 +25,7 @@ from novanet.ipam import networks as nets
 from novanet.ipam import pool
 from novanet.ipam.networks import NetworkRow
 from novanet.linux.ebtables import Ebtables
+from novanet.network.floating import FloatingIps, FloatingKernel
 from novanet.network.host import BINARY, CONTROLLER_TABLES, TOPIC, Bridges, Dhcp, NetworkHost
 from novanet.network.lifecycle import InstanceLifecycle
 from novanet.network.secgroups import SecurityGroups
@@ -49,7 +50,7 @@ class Compute(Protocol):
     ) -> None: ...
 
 
-class NetworkManager(NetworkHost, SecurityGroups, InstanceLifecycle):
+class NetworkManager(NetworkHost, SecurityGroups, FloatingIps, InstanceLifecycle):
     """The instance lifecycle (:class:`InstanceLifecycle`) on the host's networks."""
 
     def __init__(
@@ -62,6 +63,7 @@ class NetworkManager(NetworkHost, SecurityGroups, InstanceLifecycle):
         dhcp: Dhcp,
         compute: Compute | None,
         ebtables: Ebtables | None = None,
+        floating_kernel: FloatingKernel | None = None,
     ) -> None:
         self.conf = conf
         self.db = db
@@ -73,6 +75,8 @@ class NetworkManager(NetworkHost, SecurityGroups, InstanceLifecycle):
         self.host = conf.host
         self._networks: dict[int, NetworkRow] = {}
         self._lock = threading.RLock()
+        self.floating_kernel = floating_kernel or FloatingKernel.real()
+        self._floating = {}
         self._init_lifecycle()
 
     # -- instances ------------------------------------------------------------------

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from novanet.linux.iptables.declare import Rules
+from novanet.network.floating_rules import snat_rules
 
 METADATA_ADDRESS = "169.254.169.254/32"
 
@@ -86,6 +87,7 @@ def controller_rules(
     dmz_cidrs: Iterable[str] = (),
     forward_interfaces: Sequence[str] = ("all",),
     drop_action: str = "DROP",
+    force_snat_range: Sequence[str] = (),
 ) -> Rules:
     """Rules of novanet-network (binary ``network``) for these networks.
 
@@ -99,7 +101,7 @@ def controller_rules(
     filter_forward: list[str] = []
     postrouting: list[str] = []
     mangle_postrouting: list[str] = []
-    snat: list[str] = ["-j $float-snat"]  # floating IPs (none in FlatDHCP) come first
+    snat: list[str] = ["-j $float-snat"]  # floating IPs (network/floating_rules.py) come first
     dmz = list(dmz_cidrs)
     bridges = list(dict.fromkeys(net.bridge for net in networks))
     drop = drop_rule(drop_action)
@@ -118,7 +120,7 @@ def controller_rules(
         postrouting.append(f"-s {net.cidr} -d {metadata_host}/32 -j ACCEPT")
         postrouting.extend(f"-s {net.cidr} -d {cidr} -j ACCEPT" for cidr in dmz)
         postrouting.append(f"-s {net.cidr} -d {net.cidr} -m conntrack ! --ctstate DNAT -j ACCEPT")
-        snat.append(f"-s {net.cidr} -j SNAT --to-source {routing_source_ip}")
+        snat += snat_rules(net.cidr, routing_source_ip, force_snat_range)
     filters = {"INPUT": filter_input, "FORWARD": filter_forward}
     if drop_action == "LOGDROP":
         filters["logdrop"] = list(LOGDROP_RULES)

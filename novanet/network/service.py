@@ -129,6 +129,13 @@ class NetworkService:
             m.check_bridges,
             option="bridge_check_interval",
         )
+        # floating addresses removed by hand come back with the rules' repair
+        self.periodic.add(
+            "floating-drift",
+            conf.iptables_check_interval,
+            m.check_floating,
+            option="iptables_check_interval",
+        )
         self.periodic.add("network-refresh", NETWORK_REFRESH_INTERVAL, m.refresh_networks)
         self.periodic.add(
             "disassociate",

@@ -29,6 +29,13 @@ class NetworkAPI:
       concerned applied it) and ``get_host_members`` (``{"<group id>":
       [addresses]}`` of the source groups named by the rules of a host's
       instances: the compute agent's resync).
+    * 1.3 - Floating IPs: new ``associate_floating_ip`` (``address``,
+      ``instance_uuid``, ``force``) and ``disassociate_floating_ip``
+      (``address``), each returning ``{"address", "fixed_address",
+      "instance_uuid", "interface", "host", "changed"}`` once the
+      controller's addresses and rules are in place; ``create_instance``
+      takes ``floating_ip`` (an address, or "" for any free one of
+      default_floating_pool) and its answer carries ``floating_ips``.
 
     The context dict carries ``request_id`` (``req-<uuid>``) so the work of
     one operator command can be followed across daemons' logs; it is not an
@@ -39,7 +46,7 @@ class NetworkAPI:
     anything else.
     """
 
-    VERSION = "1.2"
+    VERSION = "1.3"
 
     def __init__(
         self, transport: Any, timeout: float | None = None, retry: int | None = None
@@ -69,6 +76,7 @@ class NetworkAPI:
         public_key: str | None = None,
         timeout: float | None = None,
         security_groups: list[str] | None = None,
+        floating_ip: str | None = None,
     ) -> dict[str, Any]:
         """Allocate an address, update dnsmasq, have ``host`` plug and filter it."""
         extra: dict[str, Any] = {}
@@ -80,6 +88,9 @@ class NetworkAPI:
         if security_groups is not None:
             extra["security_groups"] = list(security_groups)
             version = "1.2"
+        if floating_ip is not None:
+            extra["floating_ip"] = floating_ip
+            version = "1.3"
         return self._call(  # type: ignore[no-any-return]
             "create_instance",
             timeout=timeout,
@@ -148,6 +159,27 @@ class NetworkAPI:
     def get_host_members(self, *, host: str, timeout: float | None = None) -> dict[str, Any]:
         """Addresses of the source groups the rules of ``host``'s instances name."""
         return self._call("get_host_members", timeout=timeout, version="1.2", host=host)  # type: ignore[no-any-return]
+
+    def associate_floating_ip(
+        self, *, address: str, instance_uuid: str, force: bool = False, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Map a floating IP onto an instance; returns once the controller applied it."""
+        return self._call(  # type: ignore[no-any-return]
+            "associate_floating_ip",
+            timeout=timeout,
+            version="1.3",
+            address=address,
+            instance_uuid=instance_uuid,
+            force=force,
+        )
+
+    def disassociate_floating_ip(
+        self, *, address: str, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Unmap a floating IP; returns once rules, address and conntrack entries are gone."""
+        return self._call(  # type: ignore[no-any-return]
+            "disassociate_floating_ip", timeout=timeout, version="1.3", address=address
+        )
 
     def refresh_networks(self) -> None:
         """Networks changed in the database (novanet-manage): converge bridges, dnsmasq, rules."""

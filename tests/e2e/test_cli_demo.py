@@ -41,6 +41,9 @@ def test_novanet_lab_demo_matches_the_seed_and_cleans_up() -> None:
     ]
     assert marks and set(marks) == {"\u2713"}, output
     assert f"lab {name} removed" in output
+    # the seed's observations, counted as before; the floating IP section apart
+    assert "18 of 18 observations match the seed" in output, output
+    assert "6 of 6 floating IP observations pass" in output, output
     assert_no_leftovers(lab)
 
 

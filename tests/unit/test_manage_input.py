@@ -55,7 +55,7 @@ def test_control_characters_are_escaped_in_tables_and_exact_in_json(synced, db):
     assert "evil\\nname\\twith\\x1b[31mcolour\\\\" in row
     assert len(row.split()) == len(header.split())
     code, out = run(synced, "instance", "show", name)
-    assert code == 0 and "\x1b" not in out and len(out.splitlines()) == 13
+    assert code == 0 and "\x1b" not in out and len(out.splitlines()) == 14
     code, out = run(synced, "instance", "list", "--format", "json")
     assert json.loads(out)[0]["display_name"] == name
 

@@ -196,3 +196,21 @@ def test_binary_user_data_is_served_as_it_is() -> None:
         assert (reply.status, reply.body) == (200, blob)
         assert reply.content_type == "application/octet-stream"
     assert get(FULL, "/latest/user-data").content_type == "text/plain; charset=utf-8"
+
+
+def test_public_ipv4_is_the_first_floating_ip(db):
+    # nova's get_ec2_metadata: the first floating IP, "" without one (above)
+    from novanet.db import floating
+    from novanet.metadata.lookup import find_by_address
+    from tests.unit.metadata.fixtures import add_instance
+
+    made = add_instance(db, "web")
+    floating.create_range(db, "192.168.56.224/29", "nova", "eth1")
+    floating.associate(db, "192.168.56.227", made.uuid, "ctl")
+    floating.associate(db, "192.168.56.225", made.uuid, "ctl")
+    md = find_by_address(db, made.address)
+    assert md is not None and md.floating_ips == ("192.168.56.227", "192.168.56.225")
+    assert text(md, "/latest/meta-data/public-ipv4") == "192.168.56.227"
+    floating.disassociate(db, "192.168.56.227")
+    md = find_by_address(db, made.address)
+    assert md is not None and text(md, "/latest/meta-data/public-ipv4") == "192.168.56.225"

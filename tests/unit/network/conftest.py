@@ -13,9 +13,11 @@ from novanet.db.api import Database
 from novanet.dhcp.models import DhcpHost, DhcpNetwork
 from novanet.ipam import networks, plan
 from novanet.linux.bridge import BridgeManager
+from novanet.linux.fakes.floating import FakeArp, FakeConntrack
 from novanet.linux.fakes.iptables import FakeIptables
 from novanet.linux.fakes.netlink import FakeIpLib, FakeSysctl
 from novanet.linux.iptables.manager import IptablesManager
+from novanet.network.floating import FloatingKernel
 from novanet.network.manager import CONTROLLER_TABLES, NetworkManager
 from novanet.rpc.objects import InstanceNetwork
 
@@ -146,6 +148,7 @@ def controller(tmp_path) -> Controller:
         iptables=IptablesManager("network", fake_iptables, tables=CONTROLLER_TABLES),
         dhcp=dhcp,
         compute=compute,
+        floating_kernel=FloatingKernel(ip, FakeConntrack(), FakeArp()),
     )
     dhcp.provider = manager.hosts
     yield Controller(manager, db, ip, sysctl, fake_iptables, dhcp, compute, conf)

@@ -105,3 +105,27 @@ def test_compute_payloads(tmp_path, instance):
         call(endpoint.setup_instance, instance=instance)
     assert agent.iptables.listing("filter") == before
     assert agent.ip.links("vnet") == [] and agent.ip.list_netns() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "kw"),
+    [
+        ("associate_floating_ip", {"address": "300.1.1.1", "instance_uuid": "x"}),
+        ("associate_floating_ip", {"address": "192.168.56.225", "instance_uuid": "not-a-uuid"}),
+        ("associate_floating_ip", {"address": "192.168.56.225",
+                                   "instance_uuid": "7b1c4f8e-0000-4000-8000-000000000000", "force": "yes"}),
+        ("associate_floating_ip", {"address": "192.168.56.225", "extra": 1}),
+        ("disassociate_floating_ip", {"address": ["192.168.56.225"]}),
+        ("create_instance", {**GOOD, "floating_ip": "nope"}),
+    ],
+)
+def test_floating_payloads(controller, method, kw):
+    from novanet.db import floating
+
+    floating.create_range(controller.db, "192.168.56.224/28", "nova", "eth1")
+    controller.manager.init_host()
+    endpoint = NetworkEndpoint(controller.manager)
+    with pytest.raises(BadRequest):
+        call(getattr(endpoint, method), **kw)
+    assert all(r.fixed_address is None for r in floating.list_floating(controller.db))
+    assert _nothing_allocated(controller.db)
