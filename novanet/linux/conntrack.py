@@ -26,8 +26,8 @@ from typing import Any, Protocol, TypeVar
 
 from novanet.linux.netlink import Executor, NetlinkError, default_executor
 from novanet.linux.netns import NamespaceFiles
+from novanet.linux.nfnetlink import NETLINK_NETFILTER
 
-NETLINK_NETFILTER = 12
 T = TypeVar("T")
 
 

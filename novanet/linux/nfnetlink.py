@@ -10,9 +10,13 @@ byte-level part both use: attributes, messages, and walking a receive buffer.
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 from collections.abc import Iterator
+
+from novanet.linux.netlink import NetlinkError
+from novanet.linux.netns import NamespaceFiles
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -26,6 +30,25 @@ NLA_F_NESTED = 0x8000
 NLA_TYPE_MASK = 0x3FFF
 HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 GENMSG_SIZE = 4  # struct nfgenmsg: family, version, res_id
+
+
+def netfilter_socket(netns: str | None, timeout: float | None = 5.0) -> socket.socket:
+    """A bound NETLINK_NETFILTER socket inside ``netns`` (None: ours).
+
+    ``timeout`` None makes it non-blocking (a monitor drained when it has
+    something). Failures to enter the namespace are OSErrors, as the
+    socket's own are: callers fall back the same way for both.
+    """
+    try:
+        sock = NamespaceFiles().socket(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    except NetlinkError as exc:
+        raise OSError(exc.errno or errno.ENOENT, str(exc)) from None
+    if timeout is None:
+        sock.setblocking(False)
+    else:
+        sock.settimeout(timeout)
+    sock.bind((0, 0))
+    return sock
 
 
 def attr(kind: int, payload: bytes, nested: bool = False) -> bytes:

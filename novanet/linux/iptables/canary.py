@@ -29,12 +29,13 @@ import socket
 import struct
 from collections.abc import Hashable, Sequence
 
-from pyroute2.netlink import NETLINK_NETFILTER, NLM_F_REQUEST, NLMSG_ERROR
+from pyroute2.netlink import NLM_F_REQUEST, NLMSG_ERROR
 from pyroute2.netlink.nfnetlink import NFNL_SUBSYS_NFTABLES
 from pyroute2.netlink.nfnetlink.nftsocket import NFT_MSG_GETGEN, nft_gen_msg
 
 from novanet.linux.netlink import NetlinkError
 from novanet.linux.netns import NamespaceFiles
+from novanet.linux.nfnetlink import netfilter_socket
 
 # <linux/netfilter_ipv4/ip_tables.h>
 IPT_SO_GET_INFO = 64
@@ -102,10 +103,7 @@ class NftGeneration:
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            sock = probe_socket(self._netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            sock.settimeout(5.0)
-            sock.bind((0, 0))
-            self._sock = sock
+            self._sock = netfilter_socket(self._netns)
         return self._sock
 
 

@@ -32,11 +32,9 @@ import socket
 import struct
 
 from novanet.linux import nfnetlink as nfnl
-from novanet.linux.iptables.canary import probe_socket
 from novanet.linux.iptables.plan import HandleBatch
 from novanet.linux.iptables.view import RuleHandle
 
-NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_ADD_MEMBERSHIP, NETLINK_DROP_MEMBERSHIP = 1, 2
 NFNLGRP_NFTABLES = 7
@@ -267,16 +265,10 @@ class NftRules:
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            sock = probe_socket(self._netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            sock.settimeout(5.0)
-            sock.bind((0, 0))
-            self._sock = sock
+            self._sock = nfnl.netfilter_socket(self._netns)
         return self._sock
 
     def _monitor_socket(self) -> socket.socket:
         if self._monitor is None:
-            sock = probe_socket(self._netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-            sock.bind((0, 0))
-            sock.setblocking(False)
-            self._monitor = sock
+            self._monitor = nfnl.netfilter_socket(self._netns, timeout=None)
         return self._monitor

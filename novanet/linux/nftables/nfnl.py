@@ -30,7 +30,6 @@ import socket
 from collections.abc import Mapping, Sequence
 
 from novanet.linux import nfnetlink as nl
-from novanet.linux.iptables.canary import probe_socket
 
 FAMILIES = {"bridge": 7, "inet": 1, "ip": 2, "arp": 3, "netdev": 5, "ip6": 10}
 MSG_NEWTABLE, MSG_GETTABLE, MSG_DELTABLE = 0, 1, 2
@@ -243,12 +242,7 @@ class NftSocket:
 
     def _socket(self) -> socket.socket:
         if self._sock is None:
-            sock = probe_socket(
-                self._netns, socket.AF_NETLINK, socket.SOCK_RAW, nl.NETLINK_NETFILTER
-            )
-            sock.settimeout(5.0)
-            sock.bind((0, 0))
-            self._sock = sock
+            self._sock = nl.netfilter_socket(self._netns)
         return self._sock
 
 
