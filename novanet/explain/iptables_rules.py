@@ -96,6 +96,9 @@ def parse_rule(text: str) -> Rule:
         tokens = shlex.split(text)
     except ValueError as exc:
         rule.matches.append(_always_unknown(f"rule not readable ({exc})"))
+        words = text.split()
+        at = _skip_to_target(words, 0)
+        rule.target = words[at + 1] if at + 1 < len(words) else "?"  # never skipped unseen
         return rule
     module: str | None = None
     proto: str | None = None
@@ -136,9 +139,14 @@ def parse_rule(text: str) -> Rule:
             i = _skip_to_target(tokens, i + 1)
             continue
         count = _OPTIONS[owner][tok]
-        values = tokens[i + 1 : i + 1 + count]
-        rule.matches.append(_module_option(owner, tok, values, negate))
-        negate, i = False, i + 1 + count
+        values = tokens[i + 1 : _skip_to_target(tokens, i + 1)][:count]
+        try:
+            if len(values) < count:
+                raise ValueError("value missing")
+            rule.matches.append(_module_option(owner, tok, values, negate))
+        except ValueError as exc:
+            rule.matches.append(_always_unknown(f"option {tok} of match {owner} ({exc})"))
+        negate, i = False, i + 1 + len(values)
     return rule
 
 
@@ -168,14 +176,22 @@ def _generic(option: str, value: str, negate: bool) -> Check:
         except ValueError:
             return _always_unknown(f"unknown address {option} {value}")
         if option == "-s":
-            return _negated(lambda p, c: ipaddress.IPv4Address(p.src) in net, negate)
-        return _negated(lambda p, c: ipaddress.IPv4Address(p.dst) in net, negate)
+            return _negated(lambda p, c: address(p.src) in net, negate)
+        return _negated(lambda p, c: address(p.dst) in net, negate)
     if option == "-i":
         return _negated(lambda p, c: iface_matches(value, c.in_iface), negate)
     if option == "-o":
         return _negated(lambda p, c: iface_matches(value, c.out_iface), negate)
     name = PROTOCOLS.get(value, value)
     return _negated(lambda p, c: name == "all" or p.proto == name, negate)
+
+
+def address(text: str) -> ipaddress.IPv4Address:
+    """The packet's address; one that is not IPv4 cannot be matched."""
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise Unpredictable(f"{text!r} is not an IPv4 address") from None
 
 
 def iface_matches(pattern: str, name: str | None) -> bool:
@@ -282,9 +298,12 @@ def _set_match(name: str, flags: str, negate: bool) -> Check:
     def check(p: Packet, c: EvalContext) -> bool:
         if name not in c.ipsets:
             raise Unpredictable(f"members of ipset {name} are not known")
-        address = ipaddress.IPv4Address(p.src if direction == "src" else p.dst)
-        members = (ipaddress.IPv4Network(m, strict=False) for m in c.ipsets[name])
-        return any(address in m for m in members) != negate
+        wanted = address(p.src if direction == "src" else p.dst)
+        try:
+            members = [ipaddress.IPv4Network(m, strict=False) for m in c.ipsets[name]]
+        except ValueError as exc:
+            raise Unpredictable(f"ipset {name} holds an entry not understood ({exc})") from None
+        return any(wanted in m for m in members) != negate
 
     return check
 
@@ -314,7 +333,7 @@ def _addrtype(option: str, kind: str, negate: bool) -> Check:
     source = option == "--src-type"
 
     def check(p: Packet, c: EvalContext) -> bool:
-        address = p.src if source else p.dst
-        return (address in c.local_addresses or address.startswith("127.")) != negate
+        addr = p.src if source else p.dst
+        return (addr in c.local_addresses or addr.startswith("127.")) != negate
 
     return check

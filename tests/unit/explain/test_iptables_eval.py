@@ -662,3 +662,25 @@ def test_rendered_controller_rules_with_floating_ip() -> None:
     dhcp_reply = Packet("10.0.0.1", "10.0.0.3", "udp", 67, 68, None)
     mangle = ruleset.evaluate("mangle", "POSTROUTING", dhcp_reply, EvalContext(out_iface="br100"))
     assert (mangle.verdict, mangle.rule) == ("ACCEPT", None)  # CHECKSUM goes on to the policy
+
+
+@pytest.mark.parametrize(
+    ("rule", "why"),
+    [
+        ("-m mark --mark zz -j DROP", "option --mark of match mark"),
+        ("-m set --match-set onlyname -j DROP", "option --match-set of match set (value missing)"),
+        ('-m comment --comment "unterminated -j DROP', "rule not readable"),
+        ("-s 2001:db8::/32 -j DROP", "unknown address -s 2001:db8::/32"),
+    ],
+)
+def test_odd_rules_never_raise(rule: str, why: str) -> None:
+    result = fwd(rule, PING)
+    assert result.verdict == "UNKNOWN"
+    assert why in (result.unknown or "")
+
+
+def test_odd_facts_are_unknown() -> None:
+    assert fwd("-s 10.0.0.0/8 -j DROP", PING.replace(src="fe80::1")).verdict == "UNKNOWN"
+    ctx = EvalContext(ipsets={"odd": ["not-an-address"]})
+    result = fwd("-m set --match-set odd src -j DROP", PING, ctx)
+    assert "ipset odd holds an entry not understood" in (result.unknown or "")
