@@ -25,9 +25,13 @@ from dataclasses import dataclass
 
 import pytest
 
+from novanet.compute import rules as compute_rules
+from novanet.compute import secgroups
 from novanet.explain.iptables_eval import BUILTIN_CHAINS, ChainResult, EvalContext, Ruleset
 from novanet.explain.iptables_rules import parse_rule
 from novanet.explain.packet import Packet
+from novanet.linux.iptables import IptablesManager, IptablesRunner
+from novanet.linux.iptables.declare import declare
 from tests.lib import netns as netns_lib
 
 pytestmark = pytest.mark.root
@@ -38,7 +42,7 @@ CLIENT, CLIENT_2, ROUTER_IN, ROUTER_OUT, SERVER = (
 TCP_PORTS = (22, 80)
 UDP_PORT = 5353
 DECIDING = frozenset({"ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT"})
-ECHO_REPLY = 0
+DHCP_SERVER, NEIGHBOUR, OUTSIDE, INSTANCE = "10.0.0.1", "10.0.0.5", "192.168.56.1", "10.0.0.2"
 
 
 @dataclass
@@ -46,13 +50,37 @@ class Lab:
     client: netns_lib.Namespace
     router: netns_lib.Namespace
     server: netns_lib.Namespace
+    ports: tuple[str, str]  # the router's client-side and server-side devices
+    bridge: str | None = None  # bridged: both ports are in it (br_netfilter)
+
+    def context(self, ipsets: dict[str, list[str]], reply: bool, out: bool = True) -> EvalContext:
+        """Where the router sees the request (or the reply): devices and bridge ports."""
+        src, dst = self.ports[::-1] if reply else self.ports
+        if self.bridge is None:
+            return EvalContext(src, dst if out else None, ipsets=ipsets)
+        return EvalContext(
+            self.bridge, self.bridge if out else None, src, dst if out else None, True, ipsets
+        )
+
+
+def _need_tools() -> None:
+    for tool in ("socat", "ipset", "iptables-restore"):
+        if not shutil.which(tool):
+            pytest.skip(f"needs {tool} (tools/install-packages.sh)")
+
+
+def _serve(server: netns_lib.Namespace) -> None:
+    for port in TCP_PORTS:
+        server.popen(["socat", f"TCP4-LISTEN:{port},fork,reuseaddr", "SYSTEM:echo hello"])
+    server.popen(["socat", f"UDP4-RECVFROM:{UDP_PORT},fork", "EXEC:/bin/cat"])
+    for port in TCP_PORTS:
+        wait_listening(server, f":{port}")
 
 
 @pytest.fixture
 def lab(netns_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
-    for tool in ("socat", "ipset", "iptables-restore"):
-        if not shutil.which(tool):
-            pytest.skip(f"needs {tool} (tools/install-packages.sh)")
+    """Client and server in two subnets, routed by the router."""
+    _need_tools()
     client, router, server = netns_factory("c"), netns_factory("r"), netns_factory("s")
     netns_lib.veth_between(client, "c0", router, "r0")
     netns_lib.veth_between(router, "r1", server, "s0")
@@ -67,12 +95,32 @@ def lab(netns_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
         if gateway:
             ns.run(["ip", "route", "add", "default", "via", gateway])
     router.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-    for port in TCP_PORTS:
-        server.popen(["socat", f"TCP4-LISTEN:{port},fork,reuseaddr", "SYSTEM:echo hello"])
-    server.popen(["socat", f"UDP4-RECVFROM:{UDP_PORT},fork", "EXEC:/bin/cat"])
-    for port in TCP_PORTS:
-        wait_listening(server, f":{port}")
-    yield Lab(client, router, server)
+    _serve(server)
+    yield Lab(client, router, server, ("r0", "r1"))
+
+
+@pytest.fixture
+def compute_lab(netns_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
+    """The seed's compute host: br100 bridges eth2 (the fabric) and vnet0 (instance 10.0.0.2).
+
+    The client stands for the controller (10.0.0.1), another instance
+    (10.0.0.5) and the outside (192.168.56.1, reached on-link).
+    """
+    _need_tools()
+    client, compute, instance = netns_factory("c"), netns_factory("h"), netns_factory("i")
+    netns_lib.veth_between(client, "c0", compute, "eth2")
+    netns_lib.veth_between(compute, "vnet0", instance, "s0")
+    compute.run(["ip", "link", "add", "br100", "type", "bridge"])
+    for port in ("eth2", "vnet0"):
+        compute.run(["ip", "link", "set", port, "master", "br100"])
+    compute.run(["ip", "link", "set", "br100", "up"])
+    compute.run(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
+    for addr in (f"{DHCP_SERVER}/24", f"{NEIGHBOUR}/24", f"{OUTSIDE}/24"):
+        client.run(["ip", "addr", "add", addr, "dev", "c0"])
+    instance.run(["ip", "addr", "add", f"{INSTANCE}/24", "dev", "s0"])
+    instance.run(["ip", "route", "add", "192.168.56.0/24", "dev", "s0"])
+    _serve(instance)
+    yield Lab(client, compute, instance, ("eth2", "vnet0"), "br100")
 
 
 def wait_listening(ns: netns_lib.Namespace, needle: str) -> None:
@@ -134,12 +182,10 @@ class Prediction:
     results: list[ChainResult]  # every chain evaluated, request then reply
 
 
-def predict(ruleset: Ruleset, probe: Probe, ipsets: dict[str, list[str]]) -> Prediction:
+def predict(lab: Lab, ruleset: Ruleset, probe: Probe, ipsets: dict[str, list[str]]) -> Prediction:
     """The router's hooks for the request (client side in) and, if it passes, the reply."""
-    inbound = EvalContext("r0", None, ipsets=ipsets)
-    forward = EvalContext("r0", "r1", ipsets=ipsets)
-    backward = EvalContext("r1", "r0", ipsets=ipsets)
     request = probe.packet()
+    inbound = lab.context(ipsets, reply=False, out=False)
     results = []
     mangle = ruleset.evaluate("mangle", "PREROUTING", request, inbound)
     request = request.replace(mark=mangle.mark)
@@ -151,15 +197,24 @@ def predict(ruleset: Ruleset, probe: Probe, ipsets: dict[str, list[str]]) -> Pre
         request = request.replace(
             dst=nat.nat["to"], dport=nat.nat.get("port", request.dport), ctstate="NEW,DNAT"
         )
+    forward = lab.context(ipsets, reply=False)
     verdict = ruleset.evaluate("filter", "FORWARD", request, forward)
     results.append(verdict)
+    if verdict.verdict == "REJECT" and lab.bridge is not None:
+        # The bridging host has no address and no route: its rejection never leaves it.
+        return Prediction("DROP", results)
     if verdict.verdict != "ACCEPT":
         return Prediction(verdict.verdict, results)
     reply = request.reply().replace(ctstate="ESTABLISHED,DNAT" if translated else "ESTABLISHED")
-    reply_mangle = ruleset.evaluate("mangle", "PREROUTING", reply, EvalContext("r1", None))
+    reply_in = lab.context(ipsets, reply=True, out=False)
+    reply_mangle = ruleset.evaluate("mangle", "PREROUTING", reply, reply_in)
     reply = reply.replace(mark=reply_mangle.mark)
-    back = ruleset.evaluate("filter", "FORWARD", reply, backward)
+    back = ruleset.evaluate("filter", "FORWARD", reply, lab.context(ipsets, reply=True))
     results += [reply_mangle, back]
+    if probe.proto == "tcp" and back.verdict == "ACCEPT":
+        # The handshake's last ACK and the FINs of the request's direction.
+        later = request.replace(ctstate=reply.ctstate)
+        results.append(ruleset.evaluate("filter", "FORWARD", later, forward))
     # A reply stopped on its way is silence for the client, rejected or not.
     return Prediction("ACCEPT" if back.verdict == "ACCEPT" else "DROP", results)
 
@@ -320,18 +375,25 @@ def test_predictions_equal_the_kernel(
 ) -> None:
     lab.router.run(["ipset", "create", "trusted", "hash:ip"])
     lab.router.run(["ipset", "add", "trusted", CLIENT])
-    ipsets = {"trusted": [CLIENT]}
     tables = {"filter": [], "nat": [], "mangle": [], **tables}  # every table starts empty
     lab.router.run(["iptables-restore"], input=restore_text(tables))
+    failures = check_probes(lab, probes, {"trusted": [CLIENT]})
+    assert not failures, "\n".join(failures)
+
+
+def check_probes(lab: Lab, probes: list[Probe], ipsets: dict[str, list[str]]) -> list[str]:
+    """Predict and send each probe; what disagrees (outcome, deciding rules, jumps)."""
     saved = {
         t: lab.router.run(["iptables-save", "-t", t]).stdout for t in ("filter", "nat", "mangle")
     }
     ruleset = Ruleset.parse(saved)
-    forward_chains = reachable(ruleset, "filter", "FORWARD")
-    nat_chains = reachable(ruleset, "nat", "PREROUTING")
+    chains = {
+        "filter": reachable(ruleset, "filter", "FORWARD"),
+        "nat": reachable(ruleset, "nat", "PREROUTING"),
+    }
     failures = []
     for probe in probes:
-        prediction = predict(ruleset, probe, ipsets)
+        prediction = predict(lab, ruleset, probe, ipsets)
         assert all(r.verdict != "UNKNOWN" for r in prediction.results), prediction
         for table in ("filter", "nat", "mangle"):
             lab.router.run(["iptables", "-t", table, "-Z"])
@@ -342,23 +404,51 @@ def test_predictions_equal_the_kernel(
             )
             continue
         # The rules that decided in the kernel are the predicted ones.
-        filter_counts = counters(lab.router, "filter")
-        nat_counts = counters(lab.router, "nat")
-        filter_results = [r for r in prediction.results if r.table == "filter"]
-        nat_results = [r for r in prediction.results if r.table == "nat"]
-        want = {(r.chain, r.rule) for r in filter_results}
-        got = deciding_hits(ruleset, "filter", filter_counts, forward_chains)
-        if got != want:
-            failures.append(
-                f"{probe}: filter rules predicted {sorted(want, key=str)}, kernel {sorted(got, key=str)}"
-            )
-        want_nat = {(r.chain, r.rule) for r in nat_results}
-        got_nat = deciding_hits(ruleset, "nat", nat_counts, nat_chains)
-        if got_nat != want_nat:
-            failures.append(f"{probe}: nat rules predicted {want_nat}, kernel {got_nat}")
-        for result in filter_results + nat_results:
-            counts = filter_counts if result.table == "filter" else nat_counts
-            for chain, number, text in result.trail:
-                if counts.get((chain, number), 0) == 0:
-                    failures.append(f"{probe}: the jump {text!r} counted nothing")
+        for table in ("filter", "nat"):
+            counts = counters(lab.router, table)
+            results = [r for r in prediction.results if r.table == table]
+            want = {(r.chain, r.rule) for r in results}
+            got = deciding_hits(ruleset, table, counts, chains[table])
+            if got != want:
+                failures.append(
+                    f"{probe}: {table} predicted {sorted(want, key=str)}, kernel {sorted(got, key=str)}"
+                )
+            for result in results:
+                for chain, number, text in result.trail:
+                    if counts.get((chain, number), 0) == 0:
+                        failures.append(f"{probe}: the jump {text!r} counted nothing")
+    return failures
+
+
+def test_novanet_compute_rules_on_a_bridge(compute_lab: Lab) -> None:
+    """novanet's own compute rules (programmed by its manager) judge bridged traffic."""
+    lab = compute_lab
+    group = secgroups.set_name("nova", 7)
+    lab.router.run(["ipset", "create", group, "hash:ip"])
+    lab.router.run(["ipset", "add", group, NEIGHBOUR])
+    mgr = IptablesManager("compute", IptablesRunner("nft", netns=lab.router.name))
+    declare(mgr.ipv4, compute_rules.base_rules(["br100"]))
+    accepts = ["icmp 8 -1 10.0.0.0/24", "tcp 22 22 0.0.0.0/0", f"udp {UDP_PORT} {UDP_PORT} @7"]
+    spec = compute_rules.InstanceFilter(
+        9, INSTANCE, "10.0.0.0/24", DHCP_SERVER, tuple(secgroups.render(accepts, "nova"))
+    )
+    filt = mgr.ipv4["filter"]
+    filt.add_chain("inst-9")
+    filt.set_rules("inst-9", compute_rules.instance_chain(spec, allow_same_net_traffic=False))
+    filt.add_rule("local", compute_rules.local_jump(spec))
+    # An administrator's rule in the provider chain, on the bridge port.
+    filt.set_rules(
+        "provider",
+        ["-p tcp -m physdev --physdev-in eth2 -m tcp --dport 80 -j REJECT --reject-with tcp-reset"],
+    )
+    mgr.apply()
+    probes = [
+        Probe("icmp", DHCP_SERVER, INSTANCE, None, "ACCEPT"),
+        Probe("icmp", OUTSIDE, INSTANCE, None, "DROP"),  # sg-fallback
+        Probe("tcp", OUTSIDE, INSTANCE, 22, "ACCEPT"),
+        Probe("tcp", DHCP_SERVER, INSTANCE, 80, "DROP"),  # provider's REJECT: no way back
+        Probe("udp", NEIGHBOUR, INSTANCE, UDP_PORT, "ACCEPT"),  # the group's set
+        Probe("udp", DHCP_SERVER, INSTANCE, UDP_PORT, "DROP"),
+    ]
+    failures = check_probes(lab, probes, {group: [NEIGHBOUR]})
     assert not failures, "\n".join(failures)
