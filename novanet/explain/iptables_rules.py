@@ -13,6 +13,7 @@ so a ruleset with one odd rule still evaluates everything before it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import shlex
 from collections.abc import Callable
@@ -50,14 +51,14 @@ class EvalContext:
 Check = Callable[[Packet, EvalContext], bool]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rule:
     """A parsed rule: its matches (all must hold), target and target options."""
 
     text: str  # without "-A CHAIN"
-    matches: list[Check] = field(default_factory=list)
-    target: str | None = None
-    target_args: list[str] = field(default_factory=list)
+    matches: tuple[Check, ...] = ()
+    target: str | None = None  # None: no -j/-g (the rule only counts)
+    target_args: tuple[str, ...] = ()
     goto: bool = False
 
 
@@ -87,19 +88,29 @@ _OPTIONS: Final[dict[str, dict[str, int]]] = {
     "addrtype": {"--dst-type": 1, "--src-type": 1},
 }  # fmt: skip
 _SYN_FLAGS: Final = ("FIN,SYN,RST,ACK", "SYN")
+_QUOTING: Final = frozenset("\"'\\")
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_rule(text: str) -> Rule:
-    """Parse one rule (``iptables -S`` text without ``-A CHAIN``); never raises."""
-    rule = Rule(text)
+    """Parse one rule (``iptables -S`` text without ``-A CHAIN``); never raises.
+
+    Cached: a compute host's instance chains repeat the same rules thousands
+    of times, and a parsed rule is never changed afterwards.
+    """
+    matches: list[Check] = []
     try:
-        tokens = shlex.split(text)
+        # shlex only where iptables-save quoted something (comments, log prefixes).
+        tokens = shlex.split(text) if _QUOTING & set(text) else text.split()
     except ValueError as exc:
-        rule.matches.append(_always_unknown(f"rule not readable ({exc})"))
+        matches.append(_always_unknown(f"rule not readable ({exc})"))
         words = text.split()
         at = _skip_to_target(words, 0)
-        rule.target = words[at + 1] if at + 1 < len(words) else "?"  # never skipped unseen
-        return rule
+        guess = words[at + 1] if at + 1 < len(words) else "?"  # a target: never skipped unseen
+        return Rule(text, tuple(matches), guess)
+    target: str | None = None
+    target_args: tuple[str, ...] = ()
+    goto = False
     module: str | None = None
     proto: str | None = None
     negate = False
@@ -110,21 +121,21 @@ def parse_rule(text: str) -> Rule:
             negate, i = True, i + 1
             continue
         if tok in ("-j", "--jump", "-g", "--goto"):
-            rule.goto = tok in ("-g", "--goto")
-            rule.target = tokens[i + 1] if i + 1 < len(tokens) else None
-            rule.target_args = tokens[i + 2 :]
+            goto = tok in ("-g", "--goto")
+            target = tokens[i + 1] if i + 1 < len(tokens) else None
+            target_args = tuple(tokens[i + 2 :])
             break
         value = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok in ("-m", "--match"):
             module, i = value, i + 2
             if module not in _OPTIONS:
-                rule.matches.append(_always_unknown(f"unknown match {module}"))
+                matches.append(_always_unknown(f"unknown match {module}"))
             continue
         if tok in _GENERIC:
             option = _GENERIC[tok]
             if option == "-p":
                 proto = PROTOCOLS.get(value, value)
-            rule.matches.append(_generic(option, value, negate))
+            matches.append(_generic(option, value, negate))
             negate, i = False, i + 2
             continue
         owner = module
@@ -135,7 +146,7 @@ def parse_rule(text: str) -> Rule:
             continue
         if owner is None or tok not in _OPTIONS[owner]:
             what = f"option {tok} of match {owner}" if owner else f"option {tok}"
-            rule.matches.append(_always_unknown(f"unknown {what}"))
+            matches.append(_always_unknown(f"unknown {what}"))
             i = _skip_to_target(tokens, i + 1)
             continue
         count = _OPTIONS[owner][tok]
@@ -143,11 +154,11 @@ def parse_rule(text: str) -> Rule:
         try:
             if len(values) < count:
                 raise ValueError("value missing")
-            rule.matches.append(_module_option(owner, tok, values, negate))
+            matches.append(_module_option(owner, tok, values, negate))
         except ValueError as exc:
-            rule.matches.append(_always_unknown(f"option {tok} of match {owner} ({exc})"))
+            matches.append(_always_unknown(f"option {tok} of match {owner} ({exc})"))
         negate, i = False, i + 1 + len(values)
-    return rule
+    return Rule(text, tuple(matches), target, target_args, goto)
 
 
 def _skip_to_target(tokens: list[str], i: int) -> int:

@@ -13,7 +13,13 @@ sends it for real. The predicted verdict must equal the real outcome
 kernel's packet counters must show the predicted rules (and the jumps that
 led to them) as the ones that decided: the deciding rules (ACCEPT, DROP,
 REJECT, NAT targets, policies) that counted packets are exactly the
-predicted ones for the request and its reply.
+predicted ones for the request, its reply and (tcp) the request's later
+packets.
+
+A second lab is the seed's compute host: br100 bridges eth2 and vnet0
+(br_netfilter), and novanet's own manager programs the compute rules
+(instance chain, security groups with an ipset, sg-fallback) plus an
+administrator's physdev rule; the same checks hold for the bridged traffic.
 """
 
 from __future__ import annotations

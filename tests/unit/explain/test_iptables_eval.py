@@ -482,7 +482,9 @@ def test_absent_table_accepts() -> None:
 
 def test_loops_end_unknown() -> None:
     ruleset = filter_rules({"FORWARD": ["-j a"], "a": ["-j b"], "b": ["-g a"]})
-    assert ruleset.evaluate("filter", "FORWARD", PING).verdict == "UNKNOWN"
+    result = ruleset.evaluate("filter", "FORWARD", PING)
+    assert result.verdict == "UNKNOWN"
+    assert result.unknown == "cannot predict FORWARD: jumps more than 100000 times (a loop)"
 
 
 # -- the seed ----------------------------------------------------------------------------------
