@@ -530,6 +530,18 @@ def test_seed_outside_to_instance_dropped_and_dhcp_accepted() -> None:
     assert (established.chain, established.rule) == ("nova-compute-inst-9", 2)
 
 
+def test_seed_controller_filter() -> None:
+    controller = Ruleset.parse({"filter": seed("controller-iptables-filter.txt", "filter")})
+    dhcp = Packet("0.0.0.0", "255.255.255.255", "udp", 68, 67, None)
+    result = controller.evaluate("filter", "INPUT", dhcp, EvalContext(in_iface="br100"))
+    assert result.verdict == "ACCEPT"
+    assert result.rule_text == "-A nova-network-INPUT -i br100 -p udp -m udp --dport 67 -j ACCEPT"
+    out = controller.evaluate(
+        "filter", "FORWARD", Packet("10.0.0.2", "8.8.8.8"), EvalContext("br100", "eth1")
+    )
+    assert (out.verdict, out.chain, out.rule) == ("ACCEPT", "nova-network-FORWARD", 1)
+
+
 def test_seed_controller_nat() -> None:
     nat = Ruleset.parse({"nat": seed("controller-iptables-nat.txt", "nat")})
     out = nat.evaluate(
