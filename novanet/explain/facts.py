@@ -53,6 +53,7 @@ ROLES = {"network": NETWORK, "compute": COMPUTE, NETWORK: NETWORK, COMPUTE: COMP
 IPTABLES_TABLES = ("filter", "nat", "mangle")
 NFT_TABLE = ("bridge", "novanet")  # the compute agent's anti-spoofing table
 RTN_UNICAST = 1
+IFF_PROMISC = 0x100
 Execute = Callable[..., tuple[str, str]]
 
 
@@ -191,7 +192,9 @@ def _link(li: LinkInfo, addresses: list[str]) -> dict[str, Any]:
         "kind": li.kind or "",
         "master": li.master,
         "up": li.up,
-        "promisc": li.promisc,
+        # IFF_PROMISC as `ip link` shows it (the seed's "eth2 up promisc"); a
+        # bridge port's promiscuity that the bridge itself asked for is not it
+        "promisc": bool(li.flags & IFF_PROMISC),
         "mac": li.mac or "",
         "addresses": list(addresses),
     }

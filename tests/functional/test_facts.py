@@ -15,7 +15,8 @@ def test_gather_reads_the_namespaces_kernel(netns, tmp_path):
         ["ip", "link", "add", "br100", "type", "bridge"],
         ["ip", "link", "add", "eth2", "type", "veth", "peer", "name", "peer2"],
         ["ip", "link", "set", "eth2", "master", "br100"],
-        ["ip", "link", "set", "eth2", "up"],
+        ["ip", "link", "set", "eth2", "up", "promisc", "on"],
+        ["ip", "link", "set", "peer2", "master", "br100"],
         ["ip", "link", "set", "br100", "up"],
         ["ip", "addr", "add", "10.0.0.1/24", "brd", "10.0.0.255", "dev", "br100"],
         ["ip", "route", "add", "default", "via", "10.0.0.254"],
@@ -35,7 +36,8 @@ def test_gather_reads_the_namespaces_kernel(netns, tmp_path):
     assert links["br100"]["kind"] == "bridge" and links["br100"]["up"]
     assert links["br100"]["addresses"] == ["10.0.0.1/24"]
     assert links["eth2"]["master"] == "br100" and links["eth2"]["kind"] == "veth"
-    assert links["eth2"]["promisc"]  # the bridge made its port promiscuous
+    assert links["eth2"]["promisc"]  # asked for, as the seed's "ifconfig eth2 up promisc"
+    assert not links["peer2"]["promisc"]  # only the bridge's own promiscuity
     assert {"dst": "0.0.0.0/0", "gateway": "10.0.0.254", "dev": "br100", "src": None} in (
         facts["routes"]
     )
