@@ -422,8 +422,10 @@ def drift_item(line: str) -> tuple[str, str]:
     table, _, rest = line.partition(": ")
     words = rest.split()
     chain = ""
-    if "chain" in words[:-1]:
-        chain = words[words.index("chain") + 1]
+    for marker in ("chain", "of"):  # "rewrote chain X ...", "put our rules of FORWARD ..."
+        if marker in words[:-1]:
+            chain = words[words.index(marker) + 1]
+            break
     if words and words[0] in _VERBS:
         rest = " ".join([_VERBS[words[0]], *words[1:]])
     return f"iptables {table} {chain}".rstrip(), f"iptables {table}: the repair would {rest}"
