@@ -84,6 +84,8 @@ def gather(
     conf: Any, wanted: list[tuple[str, str]], timeout: float
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Each (host, binary)'s facts, asked all at once; the ones that did not answer, why."""
+    import oslo_messaging
+
     from novanet.manage.rpcclient import SEND_RETRIES, bounded
     from novanet.rpc import errors
     from novanet.rpc import transport as rpc
@@ -105,8 +107,10 @@ def gather(
             return compute.node_facts(host, timeout=timeout)
 
         try:
-            got = bounded(call, limit, lambda: TimeoutError(f"no answer within {limit:.0f} s"))
+            got = bounded(call, limit, lambda: TimeoutError(f"no answer within {limit:g} s"))
             result, reason = got, None
+        except oslo_messaging.MessagingTimeout:
+            result, reason = None, f"no answer within {timeout:g} s"
         except Exception as exc:  # noqa: BLE001 - a problem line, not a crash
             clean = errors.one_line(exc)
             result, reason = None, errors.first_line(str(clean or exc)) or type(exc).__name__
