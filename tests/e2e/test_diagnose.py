@@ -91,6 +91,12 @@ def test_diagnose_is_silent_when_healthy_and_names_every_fault() -> None:
         }
         assert expected <= named(report), report
         assert any("within 3600 s" in p["action"] for p in report["problems"])
+        with pytest.raises(ManageError) as failed:
+            manage("diagnose")
+        lines = failed.value.error.stdout.splitlines()
+        print("\n".join(lines))  # the README's example (pytest -s)
+        assert len(lines) == len(report["problems"])
+        assert all(line.startswith(f"{c2}: br100: ") for line in lines if c2 in line[:10]), lines
 
         lab.stop_process(c2, "compute")
         code, report = diagnose(cloud)

@@ -112,8 +112,9 @@ CASES = [
          "repair_within": 13}), "compute-1", "iptables filter nova-compute-inst-1", "x",
      "within 13 s"),
     (d.COMPUTE, lambda n: n["drift"].append(
-        {"object": "ipset nova-compute-group-1", "problem": "lacks", "repair_within": None}),
-     "compute-1", "ipset nova-compute-group-1", "lacks", "does not repair"),
+        {"object": "ipset nova-compute-group-1", "problem": "ipset nova-compute-group-1 lacks 10.0.0.3",
+         "repair_within": None}),
+     "compute-1", "ipset nova-compute-group-1", "lacks 10.0.0.3", "does not repair"),
     (d.NETWORK, lambda n: n["errors"].append("ipset save: boom"), "controller-1", d.NETWORK,
      "could not read ipset save: boom", "log"),
     (d.COMPUTE, lambda n: n.update(time=1060.0), "compute-1", "clock", "+60.0 s", "NTP"),

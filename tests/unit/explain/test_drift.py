@@ -58,11 +58,12 @@ def test_nft_drift_names_elements_and_a_missing_table_and_writes_nothing():
 def test_iptables_drift_lines_become_object_and_problem():
     assert drift_item("filter: rewrote chain nova-compute-inst-1 (0 rules in the kernel, 6 wanted)") == (
         "iptables filter nova-compute-inst-1",
-        "iptables filter: the repair would rewrite chain nova-compute-inst-1 "
+        "not as novanet declared it: the repair would rewrite chain nova-compute-inst-1 "
         "(0 rules in the kernel, 6 wanted)",
     )
     assert drift_item("nat: deleted stale chain nova-network-x")[0] == "iptables nat nova-network-x"
     assert drift_item("filter: put our rules of FORWARD in place (1 deleted, 1 inserted)") == (
         "iptables filter FORWARD",
-        "iptables filter: the repair would put our rules of FORWARD in place (1 deleted, 1 inserted)",
+        "not as novanet declared it: the repair would put our rules of FORWARD in place "
+        "(1 deleted, 1 inserted)",
     )
