@@ -180,9 +180,10 @@ def check_node(intended: Intended, node: Mapping[str, Any]) -> list[Problem]:
                 )
             )  # fmt: skip
     for item in node.get("drift", []):
-        problems.append(
-            Problem(host, item["object"], item["problem"], repairs(item["repair_within"]))
-        )
+        obj, problem = item["object"], item["problem"]
+        if problem.startswith(obj):  # "ipset X lacks 10.0.0.3" under object "ipset X"
+            problem = problem[len(obj) :].lstrip(": ")
+        problems.append(Problem(host, obj, problem, repairs(item.get("repair_within"))))
     return problems
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from novanet.exception import NovanetError
+from novanet.exception import NotFound, NovanetError
 from novanet.explain import diagnose as checks
 from novanet.manage import common
 from novanet.manage.context import Context
@@ -48,6 +48,10 @@ def diagnose_cmd(ctx: Context, args: argparse.Namespace) -> int:
     conf = ctx.conf
     db = ctx.database()
     rows = [s for s in services_db.list_services(db) if args.host in (None, s.host)]
+    if args.host and not rows:
+        raise NotFound(
+            f"no service on host {args.host!r} has reported in (see 'novanet-manage service list')"
+        )
     services = [
         checks.Service(
             s.host, s.binary, s.is_up(conf.service_down_time), s.disabled,

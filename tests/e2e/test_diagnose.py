@@ -70,6 +70,15 @@ def test_diagnose_is_silent_when_healthy_and_names_every_fault() -> None:
             handle.write("fa:16:3e:00:00:99,stale.novalocal,10.0.0.99\n")
         lab.execute(ctl, ["sysctl", "-qw", "net.ipv4.ip_forward=0"])
         lab.execute(c1, ["ip", "link", "set", "eth2", "promisc", "off"])
+        lab.execute(c1, ["ip", "addr", "add", "10.0.0.77/24", "dev", "br100"])
+        lab.execute(c1, ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0"])
+        # the gateway address no longer first on the controller's bridge
+        lab.execute(ctl, ["ip", "addr", "del", "10.0.0.1/24", "dev", "br100"])
+        lab.execute(ctl, ["ip", "addr", "add", "192.168.77.1/24", "dev", "br100"])
+        lab.execute(ctl, ["ip", "addr", "add", "10.0.0.1/24", "brd", "+", "dev", "br100"])
+        metadata = cloud.novanet.metadata_running()
+        if metadata:
+            lab.stop_process(ctl, "metadata")
         chain = f"nova-compute-inst-{cirros.instance.id}"
         lab.execute(c1, ["iptables", "-F", chain])
         lab.execute(c1, ["ipset", "del", f"{SET_PREFIX}{group}", other.instance.address])
@@ -88,8 +97,19 @@ def test_diagnose_is_silent_when_healthy_and_names_every_fault() -> None:
             (c1, f"iptables filter {chain}"),
             (c1, f"ipset {SET_PREFIX}{group}"),
             (c1, "table bridge novanet"),
+            (c1, "net.bridge.bridge-nf-call-iptables"),
+            (ctl, "br100"),
         }
         assert expected <= named(report), report
+        assert not [p for p in report["problems"] if p["problem"].startswith(p["object"])]
+        holds = [p for p in report["problems"] if (p["host"], p["object"]) == (c1, "br100")]
+        assert [p["problem"] for p in holds] == [
+            "holds IPv4 10.0.0.77/24 (a compute host's bridge has none)"
+        ]
+        gateway = [p for p in report["problems"] if (p["host"], p["object"]) == (ctl, "br100")]
+        assert "first IPv4 address is 192.168.77.1/24" in gateway[0]["problem"]
+        if metadata:  # the port closed; or, once its heartbeat is old, the service down
+            assert {(ctl, "metadata"), (ctl, "novanet-metadata")} & named(report), report
         assert any("within 3600 s" in p["action"] for p in report["problems"])
         with pytest.raises(ManageError) as failed:
             manage("diagnose")
@@ -97,6 +117,7 @@ def test_diagnose_is_silent_when_healthy_and_names_every_fault() -> None:
         print("\n".join(lines))  # the README's example (pytest -s)
         assert len(lines) == len(report["problems"])
         assert all(line.startswith(f"{c2}: br100: ") for line in lines if c2 in line[:10]), lines
+        assert all(line.count(": ") >= 2 and "; " in line for line in lines), lines
 
         lab.stop_process(c2, "compute")
         code, report = diagnose(cloud)

@@ -92,3 +92,10 @@ def test_an_unanswering_agent_and_a_broken_node_are_lines_and_exit_1(cloud):
     code, out = run(where, "diagnose", "--host", "compute-1", "--format", "json")
     report = json.loads(out)
     assert code == 1 and [p["host"] for p in report["problems"]] == ["compute-1"]
+
+
+def test_an_unknown_host_is_one_line_and_exit_1(cloud, capsys):
+    where, _ = cloud
+    code, out = run(where, "diagnose", "--host", "compute-9")
+    assert (code, out) == (1, "")
+    assert "no service on host 'compute-9' has reported in" in capsys.readouterr().err

@@ -127,6 +127,7 @@ def test_each_check_names_host_object_and_action(binary, change, host, obj, prob
     assert len(got) == 1, got
     assert got[0][:2] == (host, obj)
     assert problem in got[0][2] and action in got[0][3]
+    assert not got[0][2].startswith(obj)  # the line names the object once
 
 
 def test_a_down_service_and_an_unanswering_one():
