@@ -68,6 +68,11 @@ class Intended:
     dnsmasq_argv: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
     hostsfile: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
     leased: frozenset[str] = frozenset()
+    # Which bridges a node must have: a controller those of the networks it
+    # serves (default: all); a compute host the agent's own bridge
+    # (flat_network_bridge) and those its VIFs are on.
+    served: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    compute_bridge: str | None = None
     bridge_check_interval: int = 10
     dnsmasq_check_interval: int = 10
     max_skew: float = 5.0
@@ -129,7 +134,7 @@ def check_node(intended: Intended, node: Mapping[str, Any]) -> list[Problem]:
         for error in node.get("errors", [])
     ]
     links = {li["name"]: li for li in node.get("links", [])}
-    for bridge in intended.bridges:
+    for bridge in _bridges_of(intended, node):
         problems += check_bridge(host, bridge, links, intended.bridge_check_interval)
         br = links.get(bridge.name)
         if br is None:
@@ -185,6 +190,19 @@ def check_node(intended: Intended, node: Mapping[str, Any]) -> list[Problem]:
             problem = problem[len(obj) :].lstrip(": ")
         problems.append(Problem(host, obj, problem, repairs(item.get("repair_within"))))
     return problems
+
+
+def _bridges_of(intended: Intended, node: Mapping[str, Any]) -> list[Bridge]:
+    """The bridges this node must have (see :class:`Intended`)."""
+    if node.get("binary") == NETWORK:
+        names = intended.served.get(node.get("host", ""))
+    else:
+        vifs = node.get("vifs") or []
+        names = frozenset(v.get("bridge") for v in vifs if v.get("bridge"))
+        names |= {intended.compute_bridge} if intended.compute_bridge else frozenset()
+        if not names:
+            return list(intended.bridges)
+    return [b for b in intended.bridges if names is None or b.name in names]
 
 
 def check_bridge(

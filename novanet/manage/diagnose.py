@@ -191,12 +191,17 @@ def _intended(
             )
             hosts_lines[bridge] = text.splitlines()
     leased = frozenset(r.address for r in queries.list_fixed_ips(db) if r.leased)
+    served_bridges = {
+        host: frozenset(n.bridge for n in served.served(networks, host)) for host in controllers
+    }
     return checks.Intended(
         services=services,
         bridges=bridges,
         dnsmasq_argv=argvs,
         hostsfile=hosts_lines,
         leased=leased,
+        served=served_bridges,
+        compute_bridge=conf.flat_network_bridge or None,
         bridge_check_interval=int(conf.bridge_check_interval),
         dnsmasq_check_interval=int(conf.dnsmasq_check_interval),
         max_skew=max_skew,

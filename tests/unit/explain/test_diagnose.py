@@ -152,3 +152,19 @@ def test_report_and_line_formats():
         "problems": [{"host": "compute-1", "object": "br100", "problem": "bridge missing",
                       "action": "novanet repairs this by itself within 2 s"}],
     }  # fmt: skip
+
+
+def test_a_node_is_checked_for_its_own_bridges_only():
+    intended = d.Intended(
+        services=[],
+        bridges=[d.Bridge("br100", "eth2", "10.0.0.1/24"), d.Bridge("br101", "eth3", "10.1.0.1/24")],
+        served={"controller-1": frozenset({"br100"})},
+        compute_bridge="br100",
+    )
+    facts = healthy()
+    facts["controller-1/" + d.NETWORK].update(dnsmasq=None, hostsfile=None, leases=None)
+    assert found(facts, intended=intended) == []  # br101 is another controller's
+    facts["compute-1/" + d.COMPUTE]["vifs"] = [{"devname": "vnet3", "bridge": "br101"}]
+    assert [(h, o, p) for h, o, p, _ in found(facts, intended=intended)] == [
+        ("compute-1", "br101", "bridge missing")
+    ]
