@@ -116,3 +116,11 @@ def test_an_unreachable_broker_is_a_problem_line():
     assert problem.problem.startswith("unreachable: ") and "127.0.0.1:1" in problem.problem
     conf.set_override("transport_url", "fake:///")  # no broker to ask: nothing to say
     assert diagnose_cmd._broker_problem(conf) is None
+
+
+@pytest.mark.parametrize("option", [("--timeout", "0"), ("--timeout", "x"), ("--max-skew", "-1")])
+def test_bad_numbers_are_usage_errors(cloud, capsys, option):
+    where, state = cloud
+    code, out = run(where, "diagnose", *option)
+    assert (code, out, state["asked"]) == (2, "", [])
+    assert "is not a number of seconds" in capsys.readouterr().err
