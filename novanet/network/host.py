@@ -25,6 +25,7 @@ from novanet.ipam import pool, queries
 from novanet.ipam.networks import NetworkRow
 from novanet.linux.ebtables import Ebtables, dhcp_isolation_rules
 from novanet.linux.iptables.declare import declare
+from novanet.linux.iptables.manager import drift_item
 from novanet.network import rules as controller_rules
 from novanet.network import served
 from novanet.network.bridges import Bridges, BridgeSetup, repair_bridges, setup_bridge
@@ -91,6 +92,7 @@ class NetworkHost:
     # manager's bases: annotations only, so that its methods are found)
     adopt_floating: Callable[[], None]
     floating_mappings: Callable[[], list[Any]]
+    floating_drift: Callable[[], list[str]]
 
     def _served(self) -> list[NetworkRow]:
         return served.served(nets.list_networks(self.db), self.host)
@@ -163,17 +165,7 @@ class NetworkHost:
         with self._lock:
             dhcp = served.dhcp_network_of(self._networks.values(), network_id)
         ids = [sub.id for sub in dhcp.subnets] if dhcp is not None else [network_id]
-        hosts = []
-        seen: set[str] = set()
-        for net_id in ids:
-            for h in queries.hosts_for_network(self.db, net_id):
-                hostname = h.hostname
-                if hostname in seen and h.instance_id is not None:
-                    name = self.conf.instance_name_template % h.instance_id
-                    hostname = first_free(hostname_candidates(name, name), seen) or hostname
-                seen.add(hostname)
-                hosts.append(DhcpHost(h.mac, hostname, h.address))
-        return hosts
+        return dhcp_hosts(self.db, self.conf.instance_name_template, ids)
 
     def _dhcp_of(self, network_id: int) -> DhcpNetwork:
         """What the dnsmasq serving network ``network_id`` serves."""
@@ -206,6 +198,31 @@ class NetworkHost:
         """Repair our chains if someone changed them (the iptables manager logs each repair)."""
         return list(self.iptables.check_and_repair())
 
+    def drift(self, *more_iptables: Any) -> list[dict[str, Any]]:
+        """What the periodic checks would repair now, without repairing (diagnose's dry run).
+
+        Our iptables rules (and those of ``more_iptables``, the daemon's other
+        managers) and the floating addresses; ``repair_within`` is the
+        check's interval in seconds.
+        """
+        within = int(self.conf.iptables_check_interval)
+        found: list[dict[str, Any]] = []
+        for manager in (self.iptables, *more_iptables):
+            for line in manager.drift():
+                obj, problem = drift_item(line)
+                found.append({"object": obj, "problem": problem, "repair_within": within})
+        for line in self.floating_drift():
+            address, _, rest = line.partition(" ")
+            interface = rest.split()[2] if rest.startswith("missing") else rest.split()[1]
+            found.append(
+                {
+                    "object": f"{interface} {address}",
+                    "problem": f"floating address {line}",
+                    "repair_within": within,
+                }
+            )
+        return found
+
     def check_bridges(self) -> list[str]:
         """Repair bridges, ports and gateways changed by hand; restart dnsmasq where needed."""
         with self._lock:
@@ -213,3 +230,18 @@ class NetworkHost:
             dhcp = served.dhcp_networks(current)
             groups = [(group, dhcp[bridge]) for bridge, group in served.by_bridge(current).items()]
             return repair_bridges(self.bridges, self.dhcp, groups, self.conf.flat_interface)
+
+
+def dhcp_hosts(db: Database, name_template: str, network_ids: list[int]) -> list[DhcpHost]:
+    """The hosts of these networks (one bridge's dnsmasq), unique hostnames (see hosts())."""
+    hosts = []
+    seen: set[str] = set()
+    for net_id in network_ids:
+        for h in queries.hosts_for_network(db, net_id):
+            hostname = h.hostname
+            if hostname in seen and h.instance_id is not None:
+                name = name_template % h.instance_id
+                hostname = first_free(hostname_candidates(name, name), seen) or hostname
+            seen.add(hostname)
+            hosts.append(DhcpHost(h.mac, hostname, h.address))
+    return hosts
