@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from novanet.compute.manager import ComputeManager
+from novanet.compute.resync_plan import instance_netns
 from novanet.exception import BadRequest
+from novanet.explain import facts
 from novanet.rpc import errors, payloads
 from novanet.rpc import transport as rpc
 from novanet.rpc.objects import InstanceNetwork, members_from, rules_from
@@ -24,7 +26,7 @@ _expected = errors.endpoint("novanet-compute")
 
 
 class ComputeEndpoint:
-    target = rpc.target("1.1")
+    target = rpc.target("1.2")
 
     def __init__(self, manager: ComputeManager, resync: Callable[[], object]) -> None:
         self.manager = manager
@@ -62,6 +64,19 @@ class ComputeEndpoint:
             payloads.uuid(u, "rules"): rules_from(r, f"rules[{u}]") for u, r in rules.items()
         }
         return self.manager.update_security(checked, members_from(kw["members"]))
+
+    @_expected
+    def node_facts(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        """1.2: this node's facts (novanet.explain.facts); takes no argument."""
+        if kw:
+            raise BadRequest(f"unexpected argument(s): {', '.join(sorted(kw))}")
+        manager = self.manager
+        return facts.gather(
+            manager.conf,
+            "compute",
+            vifs=facts.vif_facts(manager.instances(), instance_netns),
+            drift=manager.drift,
+        )
 
     def refresh(self, ctxt: Any, **kw: Any) -> None:
         threading.Thread(target=self._resync, name="refresh", daemon=True).start()

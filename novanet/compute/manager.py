@@ -28,6 +28,7 @@ from novanet.compute.resync_plan import plan_resync, template_pattern
 from novanet.compute.security import AgentSecurity
 from novanet.exception import NovanetError, UsageError
 from novanet.linux.ipset import IpsetManager
+from novanet.linux.iptables.manager import drift_item
 from novanet.rpc.objects import InstanceNetwork
 
 __all__ = ["BINARY", "TOPIC", "ComputeManager", "template_pattern"]
@@ -291,6 +292,29 @@ class ComputeManager:
                 self._instances[uuid] = _with_devname(self._instances[uuid], devname)
             return done + [str(step) for step in plan.steps]
 
+    def drift(self) -> list[dict[str, Any]]:
+        """What the periodic checks would repair now, without repairing (diagnose's dry run).
+
+        ``repair_within``: the check's interval in seconds (the check repairs it
+        by then), None when no check would (the agent has not synced yet).
+        """
+        if not self._synced:
+            return []
+        within = int(self.conf.iptables_check_interval)
+        found: list[dict[str, Any]] = []
+        with self._lock:
+            instances = list(self._instances.values())
+        ipsets = self.security.ipsets
+        if ipsets is not None:
+            for line in ipsets.drift(self.security.wanted(instances)):
+                found.append(_drift(" ".join(line.split()[:2]), line, within))
+        for line in self.iptables.drift():
+            found.append(_drift(*drift_item(line), within))
+        if self.kernel.ports is not None:
+            for line in self.kernel.ports.table.drift():
+                found.append(_drift("table bridge novanet", line, within))
+        return found
+
     def instance_count(self) -> int:
         """Instances plugged here (for the metrics)."""
         return len(self._instances)
@@ -298,3 +322,7 @@ class ComputeManager:
 
 def _with_devname(inst: InstanceNetwork, devname: str | None) -> InstanceNetwork:
     return dataclasses.replace(inst, devname=devname)
+
+
+def _drift(obj: str, problem: str, within: int | None) -> dict[str, Any]:
+    return {"object": obj, "problem": problem, "repair_within": within}

@@ -214,6 +214,23 @@ class IpsetManager:
                     self._present = None
             return plan
 
+    def drift(self, wanted: Mapping[str, frozenset[str]]) -> list[str]:
+        """What :meth:`check` would repair now, without writing (diagnose's dry run)."""
+        present = parse_save(self.runner.save(), self.owned)
+        lines = []
+        for name, addresses in sorted(wanted.items()):
+            have = present.get(name)
+            if have is None:
+                lines.append(f"ipset {name} is missing")
+            elif have.type != TYPE:
+                lines.append(f"ipset {name} has type {have.type}, not {TYPE}")
+            else:
+                for ip in sorted(addresses - have.members):
+                    lines.append(f"ipset {name} lacks {ip}")
+                for ip in sorted(have.members - addresses):
+                    lines.append(f"ipset {name} holds {ip}, which is not a member")
+        return lines
+
     def _run(self, text: str) -> None:
         try:
             self.runner.restore(text)

@@ -115,7 +115,7 @@ def parse_link(
     link = LinkInfo(
         name=name, index=index, kind=kind, mac=mac, mtu=mtu, up=bool(flags & IFF_UP),
         master=names.get(master) if names is not None and master else None,
-        promisc=promisc, operstate=operstate, link_netnsid=netnsid,
+        promisc=promisc, operstate=operstate, link_netnsid=netnsid, flags=flags,
     )  # fmt: skip
     return link, master
 

@@ -122,6 +122,9 @@ class LinkInfo:
     promisc: bool = False
     operstate: str = "UNKNOWN"
     link_netnsid: int | None = None
+    # ifi_flags as `ip link` shows them (IFF_PROMISC there: promiscuity an
+    # administrator asked for, as the seed's "ifconfig eth2 up promisc")
+    flags: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)

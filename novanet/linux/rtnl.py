@@ -85,6 +85,7 @@ def link_info(msg: Any, names: dict[int, str | None]) -> LinkInfo:
         mac=msg.get("address"),
         mtu=msg.get("mtu") or 0,
         up=bool(msg["flags"] & IFF_UP),
+        flags=msg["flags"],
         master=names.get(master_index) if master_index else None,
         promisc=bool(msg.get("promiscuity")),
         operstate=msg.get("operstate") or "UNKNOWN",

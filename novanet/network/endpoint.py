@@ -6,9 +6,11 @@ Version history: see :class:`novanet.rpc.network_api.NetworkAPI`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from novanet.exception import BadRequest, NovanetError
+from novanet.explain import facts
 from novanet.ipam.macs import normalize_mac
 from novanet.network.manager import NetworkManager
 from novanet.rpc import errors, payloads
@@ -24,10 +26,22 @@ _expected = errors.endpoint("novanet-network")
 
 
 class NetworkEndpoint:
-    target = rpc.target("1.3")
+    target = rpc.target("1.4")
 
-    def __init__(self, manager: NetworkManager) -> None:
+    def __init__(
+        self, manager: NetworkManager, facts: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
+        """:param facts: this node's facts (default: gathered with the manager's drift)."""
         self.manager = manager
+        self._facts = facts or (lambda: node_facts(manager))
+
+    # -- diagnose (1.4) ---------------------------------------------------------------
+
+    @_expected
+    def node_facts(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        """This node's facts (novanet.explain.facts); takes no argument."""
+        _only(kw)
+        return self._facts()
 
     @_expected
     def create_instance(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
@@ -158,6 +172,17 @@ class NetworkEndpoint:
 
     def refresh_networks(self, ctxt: Any, **kw: Any) -> None:
         self.manager.refresh_networks()
+
+
+def node_facts(manager: NetworkManager, *more_iptables: Any) -> dict[str, Any]:
+    """The controller's facts: its DHCP bridge's dnsmasq, the managers' drift."""
+    serving = manager.serving()
+    return facts.gather(
+        manager.conf,
+        "network",
+        bridge=serving[0].bridge if serving else None,
+        drift=lambda: manager.drift(*more_iptables),
+    )
 
 
 def _user_data(kw: dict[str, Any]) -> bytes | None:

@@ -104,7 +104,7 @@ class FloatingIps:
             LOG.warning("floating addresses changed by hand; repaired: %s", "; ".join(repaired))
         return repaired
 
-    def _repair_addresses(self) -> list[str]:
+    def _repair_addresses(self, dry_run: bool = False) -> list[str]:
         wanted = {m.address: m.interface for m in self._floating.values()}
         pools = floating_db.pool_addresses(self.db)
         interfaces = set(wanted.values()) | {
@@ -124,13 +124,24 @@ class FloatingIps:
                 continue  # a pool interface this host does not have: not ours to fix
             for address in sorted(a for a, i in wanted.items() if i == interface):
                 if address not in present:
+                    if dry_run:
+                        repaired.append(f"{address}/32 missing from {interface}")
+                        continue
                     self._add_address(interface, address)
                     repaired.append(f"{address}/32 added to {interface}")
             for address in sorted(present - set(wanted)):
                 if pools.get(address) == interface:
+                    if dry_run:
+                        repaired.append(f"{address}/32 on {interface} is not associated")
+                        continue
                     self.floating_kernel.ip.delete_address(interface, host_address(address))
                     repaired.append(f"{address}/32 removed from {interface} (not associated)")
         return repaired
+
+    def floating_drift(self) -> list[str]:
+        """What check_floating would repair now, without changing anything (diagnose)."""
+        with self._lock:
+            return self._repair_addresses(dry_run=True)
 
     def _add_address(self, interface: str, address: str) -> None:
         try:

@@ -25,6 +25,7 @@ from novanet.ipam import pool, queries
 from novanet.ipam.networks import NetworkRow
 from novanet.linux.ebtables import Ebtables, dhcp_isolation_rules
 from novanet.linux.iptables.declare import declare
+from novanet.linux.iptables.manager import drift_item
 from novanet.network import rules as controller_rules
 from novanet.network import served
 from novanet.network.bridges import Bridges, BridgeSetup, repair_bridges, setup_bridge
@@ -91,6 +92,7 @@ class NetworkHost:
     # manager's bases: annotations only, so that its methods are found)
     adopt_floating: Callable[[], None]
     floating_mappings: Callable[[], list[Any]]
+    floating_drift: Callable[[], list[str]]
 
     def _served(self) -> list[NetworkRow]:
         return served.served(nets.list_networks(self.db), self.host)
@@ -205,6 +207,31 @@ class NetworkHost:
     def check_iptables(self) -> list[str]:
         """Repair our chains if someone changed them (the iptables manager logs each repair)."""
         return list(self.iptables.check_and_repair())
+
+    def drift(self, *more_iptables: Any) -> list[dict[str, Any]]:
+        """What the periodic checks would repair now, without repairing (diagnose's dry run).
+
+        Our iptables rules (and those of ``more_iptables``, the daemon's other
+        managers) and the floating addresses; ``repair_within`` is the
+        check's interval in seconds.
+        """
+        within = int(self.conf.iptables_check_interval)
+        found: list[dict[str, Any]] = []
+        for manager in (self.iptables, *more_iptables):
+            for line in manager.drift():
+                obj, problem = drift_item(line)
+                found.append({"object": obj, "problem": problem, "repair_within": within})
+        for line in self.floating_drift():
+            address, _, rest = line.partition(" ")
+            interface = rest.split()[2] if rest.startswith("missing") else rest.split()[1]
+            found.append(
+                {
+                    "object": f"{interface} {address}",
+                    "problem": f"floating address {line}",
+                    "repair_within": within,
+                }
+            )
+        return found
 
     def check_bridges(self) -> list[str]:
         """Repair bridges, ports and gateways changed by hand; restart dnsmasq where needed."""

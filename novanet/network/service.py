@@ -28,7 +28,7 @@ from novanet.linux.iptables.declare import declare
 from novanet.linux.sysctl import Sysctl
 from novanet.metadata.rules import metadata_rules
 from novanet.network import leases, served
-from novanet.network.endpoint import NetworkEndpoint
+from novanet.network.endpoint import NetworkEndpoint, node_facts
 from novanet.network.lease_socket import LeaseEventServer
 from novanet.network.manager import CONTROLLER_TABLES, TOPIC, NetworkManager
 from novanet.network.metrics import NetworkCollector
@@ -105,7 +105,7 @@ class NetworkService:
             self.transport,
             TOPIC,
             conf.host,
-            [ServerEndpoint(NetworkEndpoint(self.manager), self.metrics)],
+            [ServerEndpoint(NetworkEndpoint(self.manager, self._facts), self.metrics)],
         )
         self.lease_server = LeaseEventServer(lease_socket_path(conf), self._lease_event)
         self.periodic = PeriodicRunner(stuck_after=conf.periodic_task_timeout)
@@ -155,6 +155,10 @@ class NetworkService:
                     lambda: metrics_mod.periodic_families(self.periodic.tasks)
                 )
             )
+
+    def _facts(self) -> dict[str, Any]:
+        """RPC node_facts: with the drift of the nova-api chains too."""
+        return node_facts(self.manager, self.api_iptables)
 
     def _lease_event(self, event: dict[str, Any]) -> dict[str, Any]:
         if self.metrics is not None:

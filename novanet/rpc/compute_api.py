@@ -26,13 +26,17 @@ class ComputeAPI:
       of instances on that host and new members of groups, applied as set
       updates and chain rewrites without a re-plug. A 1.0 agent would drop
       the rules: the controller sends them only with version 1.1.
+    * 1.2 - Diagnose: new ``node_facts()`` (no argument; server = the host)
+      returning the agent's node facts (:mod:`novanet.explain.facts`, schema
+      1), its VIFs from its own state and ``drift``: what its periodic checks
+      (iptables, ipsets, anti-spoofing) would repair now.
 
     The context dict carries ``request_id`` (the controller passes on the one
     of the request it is handling; see :mod:`novanet.rpc.context`): it is
     not an argument and needs no version change.
     """
 
-    VERSION = "1.1"
+    VERSION = "1.2"
 
     def __init__(
         self, transport: Any, timeout: float | None = None, retry: int | None = None
@@ -80,6 +84,11 @@ class ComputeAPI:
         """Remove the instance's chain, device and namespace (idempotent)."""
         client = self.client.prepare(server=instance.host, timeout=timeout, retry=self.retry)
         client.call(context.rpc_context(), "teardown_instance", instance=instance.to_dict())
+
+    def node_facts(self, host: str, timeout: float | None = None) -> dict[str, Any]:
+        """The facts of compute host ``host`` (1.2)."""
+        client = self.client.prepare(server=host, timeout=timeout, retry=self.retry, version="1.2")
+        return client.call(context.rpc_context(), "node_facts")  # type: ignore[no-any-return]
 
     def refresh(self, host: str) -> None:
         """Ask the agent to resync everything from the controller (fire and forget)."""

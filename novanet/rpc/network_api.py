@@ -36,6 +36,10 @@ class NetworkAPI:
       controller's addresses and rules are in place; ``create_instance``
       takes ``floating_ip`` (an address, or "" for any free one of
       default_floating_pool) and its answer carries ``floating_ips``.
+    * 1.4 - Diagnose: new ``node_facts()`` (no argument) returning the
+      controller's facts (:mod:`novanet.explain.facts`, schema 1: links,
+      routes, sysctls, iptables-save texts, ipsets, dnsmasq, hostsfile,
+      and ``drift``: what its periodic checks would repair now).
 
     The context dict carries ``request_id`` (``req-<uuid>``) so the work of
     one operator command can be followed across daemons' logs; it is not an
@@ -46,7 +50,7 @@ class NetworkAPI:
     anything else.
     """
 
-    VERSION = "1.3"
+    VERSION = "1.4"
 
     def __init__(
         self, transport: Any, timeout: float | None = None, retry: int | None = None
@@ -180,6 +184,10 @@ class NetworkAPI:
         return self._call(  # type: ignore[no-any-return]
             "disassociate_floating_ip", timeout=timeout, version="1.3", address=address
         )
+
+    def node_facts(self, *, timeout: float | None = None) -> dict[str, Any]:
+        """The controller's facts (1.4): what its kernel and dnsmasq hold now."""
+        return self._call("node_facts", timeout=timeout, version="1.4")  # type: ignore[no-any-return]
 
     def refresh_networks(self) -> None:
         """Networks changed in the database (novanet-manage): converge bridges, dnsmasq, rules."""

@@ -215,6 +215,22 @@ class IptablesManager:
                 LOG.warning("iptables repair: %s", line)
             return report
 
+    def drift(self) -> list[str]:
+        """What check_and_repair would repair now, without writing (diagnose's dry run).
+
+        Reads every table and plans as the repair does, against the model as
+        declared; pending declarations count as drift only until applied.
+        """
+        with self._lock:
+            report: list[str] = []
+            for name, table in self.ipv4.items():
+                dump = parse_save(self.runner.save(name), name)
+                plan, _ = plan_sync(
+                    table.snapshot(), self._views[name], dump, self.naming, self._complete
+                )
+                report.extend(f"{name}: {line}" for line in plan.report)
+            return report
+
     def close(self) -> None:
         self.runner.close()
 
@@ -391,3 +407,23 @@ class IptablesManager:
         self._views = {
             name: settle(view, after if own else None) for name, view in self._views.items()
         }
+
+
+_VERBS = {"created": "create", "rewrote": "rewrite", "edited": "edit", "deleted": "delete"}
+
+
+def drift_item(line: str) -> tuple[str, str]:
+    """A line of :meth:`IptablesManager.drift` as (object, problem) for diagnose.
+
+    ``filter: rewrote chain nova-compute-inst-1 (0 rules in the kernel, 6 wanted)``
+    -> (``iptables filter nova-compute-inst-1``, ``iptables filter: the repair would
+    rewrite chain ... (0 rules in the kernel, 6 wanted)``).
+    """
+    table, _, rest = line.partition(": ")
+    words = rest.split()
+    chain = ""
+    if "chain" in words[:-1]:
+        chain = words[words.index("chain") + 1]
+    if words and words[0] in _VERBS:
+        rest = " ".join([_VERBS[words[0]], *words[1:]])
+    return f"iptables {table} {chain}".rstrip(), f"iptables {table}: the repair would {rest}"

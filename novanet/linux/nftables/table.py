@@ -107,6 +107,30 @@ class NftTable:
                 return []
             return self._sync()
 
+    def drift(self) -> list[str]:
+        """What check_and_repair would repair now, without writing (diagnose's dry run)."""
+        with self._lock:
+            if not self._complete:
+                return []
+            try:
+                structure = self.kernel.structure(self.spec)
+                if structure is None:
+                    return [f"{self.name} is missing"]
+                if self._learned is not None and structure != self._learned:
+                    return [f"{self.name}: its rules or sets were changed"]
+                present = self.kernel.elements(self.spec)
+            except OSError as exc:
+                return [f"{self.name} cannot be read: {exc}"]
+            wanted = flatten(self._desired)
+            missing = {(name, key) for name, key in wanted if key not in present.get(name, ())}
+            stale = {(name, key) for name, keys in present.items() for key in keys} - wanted
+            lines = []
+            if missing:
+                lines.append(f"{self.name} lacks {describe_all(self.spec, missing)}")
+            if stale:
+                lines.append(f"{self.name} holds stale {describe_all(self.spec, stale)}")
+            return lines
+
     def remove(self) -> bool:
         """Delete the table (the filtering is turned off); False if it did not exist."""
         with self._lock:
