@@ -17,11 +17,12 @@ from novanet.explain.topology import Cloud, InstanceInfo, NodeView, TraceError, 
 NODE = "node"
 INSTANCE = "instance"
 OUTSIDE = "outside"
+FLOATING = "floating"  # a destination only: an associated floating address
 
 
 @dataclasses.dataclass(frozen=True)
 class Endpoint:
-    kind: str  # node | instance | outside
+    kind: str  # node | instance | outside | floating
     label: str  # for people: "compute-1", "instance web1 (10.0.0.2)", "outside 8.8.8.8"
     address: str | None  # None for a node source: its routing picks it
     node: NodeView | None = None
@@ -62,6 +63,11 @@ def destination(cloud: Cloud, text: str) -> Endpoint:
     address = parse_ipv4(text)
     if address is None:
         raise TraceError(_unknown("destination", text, cloud))
+    fip = cloud.db.floating_of(address)
+    owner = cloud.db.instance_at(fip.fixed_address) if fip and fip.fixed_address else None
+    if owner is not None:  # the controller holds it; the packet is for the instance
+        label = f"floating IP {address} (instance {owner.display_name})"
+        return Endpoint(FLOATING, label, address, instance=owner)
     held = cloud.node_holding(address)
     if held is not None:
         return Endpoint(NODE, held[0].host, address, node=held[0])
