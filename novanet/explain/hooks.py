@@ -108,6 +108,13 @@ class Hooks:
         for table in tables:
             if table == "nat" and not p.ctstate.startswith("NEW"):
                 continue  # nat sees a connection's first packet only
+            if table in ("filter", "nat") and not (node.facts.get("iptables") or {}).get(table):
+                errors = "; ".join(node.facts.get("errors") or []) or "not in its facts"
+                raise Stop(
+                    UNKNOWN,
+                    f"unknown at {node.host}: its iptables {table} table could "
+                    f"not be read ({errors})",
+                )
             result = self.ruleset(node).evaluate(table, hook, p, ctx)
             p = p.replace(mark=result.mark)
             self._judge(node, hook, result)

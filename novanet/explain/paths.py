@@ -155,8 +155,8 @@ class Walker:
         """The frame is on the flat segment (it left ``from_host``'s uplink or bridge)."""
         self._step()
         target = self.cloud.db.instance_at(next_hop)
-        if target is not None and target.host in self.cloud.nodes:
-            host = self.cloud.nodes[str(target.host)]
+        if target is not None:
+            host = self._host_of(target)
             port = self._vif(host, target)
             if target.host != from_host:
                 p = self._cross(host, bridge, self._uplink(host, bridge), port, p)
@@ -172,10 +172,9 @@ class Walker:
 
     def _instance_out(self, inst: InstanceInfo, p: Packet) -> Arrival:
         net = self.cloud.db.network_of(str(inst.address))
-        host = self.cloud.nodes.get(str(inst.host))
-        if net is None or host is None:
-            why = "no network" if net is None else f"no facts from its host {inst.host}"
-            raise Stop(UNKNOWN, f"unknown: instance {inst.display_name} has {why}")
+        if net is None:
+            raise Stop(UNKNOWN, f"unknown: {inst.address} of {inst.display_name} is in no network")
+        host = self._host_of(inst)
         if ipaddress.IPv4Address(p.dst) in ipaddress.IPv4Network(net.cidr, strict=False):
             next_hop = p.dst
         elif net.gateway:
@@ -253,6 +252,16 @@ class Walker:
         if target is not None and target.host == node.host:
             return self._deliver(target, p)
         return self._flat(bridge, p.dst, p, from_host=node.host)
+
+    def _host_of(self, inst: InstanceInfo) -> NodeView:
+        host = self.cloud.nodes.get(str(inst.host))
+        if host is None:
+            raise Stop(
+                UNKNOWN,
+                f"unknown: no facts from {inst.host}, the host of instance "
+                f"{inst.display_name} (its agent did not answer)",
+            )
+        return host
 
     def _vif(self, host: NodeView, inst: InstanceInfo) -> str:
         port = host.vif_port(inst)

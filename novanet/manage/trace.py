@@ -55,7 +55,12 @@ def trace_cmd(ctx: Context, args: argparse.Namespace) -> int:
     except TraceError as exc:
         raise UsageError(str(exc)) from None
     db = db_view(ctx)
-    facts = gather_facts(ctx.conf, _compute_hosts(ctx))
+    computes = _compute_hosts(ctx)
+    facts = gather_facts(ctx.conf, computes)
+    silent = [h for h in (args.src, args.dst) if h in computes and h not in facts]
+    if silent:
+        ctx.out.write(f"=> request unknown: no facts from {silent[0]} (its agent did not answer)\n")
+        return EXIT_UNKNOWN
     try:
         result = trace_result(args.src, args.dst, args.proto, port, facts, db)
     except TraceError as exc:

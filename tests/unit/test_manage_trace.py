@@ -116,3 +116,26 @@ def test_the_database_view(synced):  # noqa: F811
         ("10.0.0.0/24", "br100", "10.0.0.1")
     ]
     assert view.instances == () and view.floating == ()
+
+
+def test_a_node_that_did_not_answer_makes_its_part_unknown(synced, lab, monkeypatch):  # noqa: F811
+    data, _ = lab
+    del data["facts"]["compute-2"]
+    code, out = run(synced, "trace", "web1", "web2")
+    assert code == 3
+    assert out.splitlines()[-1] == (
+        "  => request unknown: unknown: no facts from compute-2, the host of instance web2 "
+        "(its agent did not answer)"
+    )
+    monkeypatch.setattr(trace_cmd, "_compute_hosts", lambda ctx: ["compute-1", "compute-2"])
+    code, out = run(synced, "trace", "compute-2", "web1")
+    assert code == 3 and "no facts from compute-2" in out
+
+
+def test_unreadable_iptables_is_unknown_not_accepted(synced, lab):  # noqa: F811
+    data, _ = lab
+    data["facts"]["compute-1"]["iptables"]["filter"] = None
+    data["facts"]["compute-1"]["errors"] = ["iptables-save -t filter: exit code 4"]
+    code, out = run(synced, "trace", "controller-1", "web1")
+    assert code == 3
+    assert "its iptables filter table could not be read (iptables-save -t filter: exit code 4)" in out
