@@ -56,7 +56,7 @@ class Walker:
         if not p.src:  # the routing decision picks a node's source address
             dev, gateway = self._route(node, p, quiet=True)
             p = p.replace(src=p.dst if dev == "lo" else self._source(node, dev, gateway, p.dst))
-        p, flow = self.conntrack.enter(node.host, p)
+        p, flow = self._ct_enter(node.host, p)
         dev, gateway = self._route(node, p)
         self._hop(node.host, "OUTPUT", f"{p.describe()}")
         ctx = self.hooks.context(node, out_iface=dev)
@@ -72,9 +72,15 @@ class Walker:
 
     def _receive(self, node: NodeView, dev: str, p: Packet, physdev: str | None = None) -> Arrival:
         self._step()
-        p, flow = self.conntrack.enter(node.host, p)
+        new, flow = self.conntrack.enter(node.host, p)
         port = f" (port {physdev})" if physdev else ""
-        self._hop(node.host, dev, f"arrives on {dev}{port}: {p.describe()}")
+        seen = p.replace(ctstate=new.ctstate)
+        self._hop(node.host, dev, f"arrives on {dev}{port}: {seen.describe()}")
+        if new.dst != p.dst:
+            self._hop(
+                node.host, "conntrack", f"reply: destination {p.dst} -> {new.dst} (reverse SNAT)"
+            )
+        p = new
         physdev = physdev if node.bridge_netfilter() else None
         ctx = self.hooks.context(node, in_iface=dev, physdev_in=physdev)
         before = p.dst
@@ -100,8 +106,8 @@ class Walker:
     ) -> Arrival:
         ctx = self.hooks.context(node, in_iface=dev, physdev_in=physdev)
         p = self.hooks.run(node, "INPUT", ("mangle", "nat", "filter"), p, ctx)
-        p = self.conntrack.leave(flow, p)
-        self._hop(node.host, "INPUT", f"delivered to {node.host} ({p.dst})")
+        p = self._ct_leave(flow, p)
+        self._hop(node.host, "INPUT", f"delivered to {node.host}: {p.describe()}")
         return Endpoint(endpoints.NODE, node.host, p.dst, node=node), p
 
     def _post(
@@ -109,7 +115,7 @@ class Walker:
     ) -> Arrival:
         ctx = self.hooks.context(node, out_iface=dev)
         p = self.hooks.run(node, "POSTROUTING", ("mangle", "nat"), p, ctx)
-        p = self.conntrack.leave(flow, p)
+        p = self._ct_leave(flow, p)
         return self._emit(node, dev, gateway or p.dst, p)
 
     def _route(self, node: NodeView, p: Packet, quiet: bool = False) -> tuple[str, str | None]:
@@ -210,7 +216,7 @@ class Walker:
         self._hop(host.host, bridge, f"bridged {port_in} -> {port_out}")
         if not host.bridge_netfilter():
             return p
-        p, flow = self.conntrack.enter(host.host, p)
+        p, flow = self._ct_enter(host.host, p)
         ctx = self.hooks.context(
             host,
             in_iface=bridge,
@@ -225,7 +231,7 @@ class Walker:
             raise Stop(UNKNOWN, f"unknown at {host.host}: a bridged packet DNATed to {p.dst}")
         p = self.hooks.run(host, "FORWARD", ("mangle", "filter"), p, ctx)
         p = self.hooks.run(host, "POSTROUTING", ("mangle", "nat"), p, ctx)
-        return self.conntrack.leave(flow, p)
+        return self._ct_leave(flow, p)
 
     def _bridged_dnat(
         self, node: NodeView, bridge: str, port_in: str, p: Packet, flow: Flow
@@ -248,7 +254,7 @@ class Walker:
                 ),
             )
         p = self._cross(node, bridge, port_in, port_out, p)
-        p = self.conntrack.leave(flow, p)
+        p = self._ct_leave(flow, p)
         if target is not None and target.host == node.host:
             return self._deliver(target, p)
         return self._flat(bridge, p.dst, p, from_host=node.host)
@@ -290,7 +296,9 @@ class Walker:
         )
 
     def _deliver(self, inst: InstanceInfo, p: Packet) -> Arrival:
-        self._hop(inst.display_name, "eth0", f"delivered to instance {inst.display_name} ({p.dst})")
+        self._hop(
+            inst.display_name, "eth0", f"delivered to instance {inst.display_name}: {p.describe()}"
+        )
         return endpoints.Endpoint(endpoints.INSTANCE, inst.display_name, p.dst, instance=inst), p
 
     # -- the outside ------------------------------------------------------------------
@@ -327,7 +335,8 @@ class Walker:
         return self._outside_arrival(p)
 
     def _outside_arrival(self, p: Packet) -> Arrival:
-        self._hop(f"outside {p.dst}", "-", f"delivered to {p.dst} (outside: no novanet node)")
+        p = p.replace(ctstate=p.ctstate.split(",")[0])  # SNAT/DNAT were the last node's view
+        self._hop(f"outside {p.dst}", "-", f"delivered (outside, no novanet node): {p.describe()}")
         return Endpoint(endpoints.OUTSIDE, f"outside {p.dst}", p.dst), p
 
     def _no_route_to_fixed(self, outside: str, p: Packet) -> None:
@@ -339,6 +348,20 @@ class Walker:
                 f"{net.cidr} (fixed addresses are private to the cloud; from outside, an "
                 "instance is reached through a floating IP)",
             )
+
+    def _ct_enter(self, node: str, p: Packet) -> tuple[Packet, Flow]:
+        """Conntrack's lookup; a reply to a SNATed connection gets its destination back."""
+        new, flow = self.conntrack.enter(node, p)
+        if new.dst != p.dst:
+            self._hop(node, "conntrack", f"reply: destination {p.dst} -> {new.dst} (reverse SNAT)")
+        return new, flow
+
+    def _ct_leave(self, flow: Flow, p: Packet) -> Packet:
+        """The connection recorded; a reply to a DNATed connection gets its source back."""
+        new = self.conntrack.leave(flow, p)
+        if new.src != p.src:
+            self._hop(flow.node, "conntrack", f"reply: source {p.src} -> {new.src} (reverse DNAT)")
+        return new
 
     def _step(self) -> None:
         self.steps += 1

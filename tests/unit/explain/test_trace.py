@@ -94,7 +94,9 @@ def test_the_controller_reaches_an_instance_and_the_reply_comes_back(lab: dict) 
         "controller-1 br100 arrives on br100 (port eth2): icmp 10.0.0.2 -> 10.0.0.1 (ESTABLISHED)"
         in (hop_texts(reply))
     )
-    assert reply.hops[-1].what == "delivered to controller-1 (10.0.0.1)"
+    assert (
+        reply.hops[-1].what == "delivered to controller-1: icmp 10.0.0.2 -> 10.0.0.1 (ESTABLISHED)"
+    )
 
 
 def test_instance_to_instance_across_compute_hosts(lab: dict) -> None:
@@ -117,10 +119,16 @@ def test_instance_to_outside_leaves_with_the_controllers_address(lab: dict) -> N
         snat[0].rule_text
         == "-A nova-network-snat -s 10.0.0.0/24 -j SNAT --to-source 192.168.56.200"
     )
-    assert request.hops[-1].what == "delivered to 192.168.56.101 (outside: no novanet node)"
+    assert request.hops[-1].what == (
+        "delivered (outside, no novanet node): tcp 192.168.56.200 -> 192.168.56.101 40000->22 (NEW)"
+    )
     assert reply is not None
-    arrival = next(h for h in reply.hops if h.node == "controller-1")
-    assert "192.168.56.101 -> 10.0.0.3" in arrival.what  # the reverse SNAT, before routing
+    ct = [h.what for h in reply.hops if h.node == "controller-1"][:3]
+    assert ct == [  # the reverse SNAT, before routing
+        "arrives on eth1: tcp 192.168.56.101 -> 192.168.56.200 22->40000 (ESTABLISHED)",
+        "reply: destination 192.168.56.200 -> 10.0.0.3 (reverse SNAT)",
+        "route 10.0.0.0/24 dev br100 src 10.0.0.1",
+    ]
 
 
 def test_instance_with_a_floating_ip_leaves_with_it(lab: dict) -> None:
@@ -138,7 +146,9 @@ def test_outside_to_a_floating_address_is_subject_to_the_groups(lab: dict) -> No
         assert f"DNAT {FLOAT} -> 10.0.0.2" in [h.what for h in request.hops]
         assert reply is not None
         # the reply leaves with the floating address again (reverse DNAT at POSTROUTING)
-        assert reply.hops[-1].what == f"delivered to {GATEWAY} (outside: no novanet node)"
+        assert reply.hops[-1].what.startswith(
+            f"delivered (outside, no novanet node): {proto} {FLOAT} -> {GATEWAY}"
+        )
     request, reply = run(lab, GATEWAY, FLOAT, "tcp", 23)
     assert request.verdict == DROPPED and reply is None
     assert request.reason.startswith("dropped at compute-1 filter nova-compute-sg-fallback rule 1")
@@ -248,6 +258,22 @@ def test_bad_input_is_one_clear_error(
 ) -> None:
     with pytest.raises(TraceError, match=message.replace("(", r"\(")):
         run(lab, src, dst, proto, port)
+
+
+def test_the_metadata_service_is_reached_through_its_dnat_and_answers_as_itself(lab: dict) -> None:
+    request, reply = run(lab, "web1", "169.254.169.254", "tcp", 80)
+    assert reached(request, reply)
+    assert "DNAT 169.254.169.254 -> 192.168.56.200" in [h.what for h in request.hops]
+    assert request.hops[-1].what == (
+        "delivered to controller-1: tcp 10.0.0.2 -> 192.168.56.200 40000->8775 (NEW,DNAT)"
+    )
+    assert reply is not None
+    assert "reply: source 192.168.56.200 -> 169.254.169.254 (reverse DNAT)" in [
+        h.what for h in reply.hops
+    ]
+    assert reply.hops[-1].what == (
+        "delivered to instance web1: tcp 169.254.169.254 -> 10.0.0.2 80->40000 (ESTABLISHED)"
+    )
 
 
 def test_names_uuids_and_floating_addresses_name_instances(lab: dict) -> None:
