@@ -134,7 +134,7 @@ def reaches(trace: dict[str, Any]) -> bool:
 
 def matrix(world: World, cells: dict[tuple[str, str, str], tuple[bool, bool]]) -> str:
     """Rows sources, columns destinations; "ok"/"x" per probe, "!" where trace disagrees."""
-    width = 12
+    width = 14
     lines = ["src \\ dst".ljust(width) + "".join(d.label.ljust(width) for d in world.destinations)]
     for s in world.sources:
         row = s.label.ljust(width)

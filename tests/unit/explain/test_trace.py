@@ -286,3 +286,31 @@ def test_names_uuids_and_floating_addresses_name_instances(lab: dict) -> None:
     result = trace_result("controller-1", FLOAT, "icmp", None, lab["facts"], db_of(lab))
     assert result.dst.address == FLOAT and result.request.verdict == DELIVERED
     assert json.dumps(result.to_dict())  # JSON-safe
+
+
+def test_a_group_rule_admits_exactly_the_members_of_its_ipset(lab: dict) -> None:
+    facts = lab["facts"]["compute-1"]
+    member_rule = (
+        "-A nova-compute-inst-2 -p tcp -m set --match-set nova-compute-group-9 src "
+        "-m tcp --dport 23 -j ACCEPT\n"
+    )
+    fallback = "-A nova-compute-inst-2 -j nova-compute-sg-fallback"
+    facts["iptables"]["filter"] = facts["iptables"]["filter"].replace(
+        fallback, member_rule + fallback
+    )
+    facts["ipsets"] = {"nova-compute-group-9": ["10.0.0.4"]}
+    request, reply = run(lab, "web2", "ssh1", "tcp", 23)
+    assert reached(request, reply), request.reason
+    accept = next(h for h in request.hops if h.chain == "nova-compute-inst-2")
+    assert accept.rule == 6 and "--match-set nova-compute-group-9 src" in (accept.rule_text or "")
+    request, reply = run(lab, "web1", "ssh1", "tcp", 23)  # 10.0.0.2 is not a member
+    assert request.verdict == DROPPED
+    assert request.reason.startswith("dropped at compute-1 filter nova-compute-sg-fallback rule 1")
+
+
+def test_a_node_tracing_to_itself_stays_on_its_loopback(lab: dict) -> None:
+    request, reply = run(lab, "controller-1", "controller-1", "tcp", 22)
+    assert reached(request, reply)
+    assert [h.what for h in request.hops][-1] == (
+        "delivered to controller-1: tcp 192.168.56.200 -> 192.168.56.200 40000->22 (NEW)"
+    )
