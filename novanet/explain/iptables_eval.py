@@ -166,7 +166,7 @@ class _Walk:
             outcome = self._target(stack, frame, rule, number, text)
             if outcome is not None:
                 return outcome
-        return self._unknown(builtin, None, None, "the rules loop")
+        return self._unknown(builtin, None, None, f"jumps more than {_MAX_STEPS} times (a loop)")
 
     def _target(
         self, stack: list[_Frame], frame: _Frame, rule: Rule, number: int, text: str
@@ -201,12 +201,12 @@ class _Walk:
             return self._unknown(frame.chain, number, text, str(exc))
         return self._unknown(frame.chain, number, text, f"unknown target {target}")
 
-    def _mark(self, target: str, args: list[str]) -> None:
+    def _mark(self, target: str, args: tuple[str, ...]) -> None:
         if target == "CONNMARK":
             if "--restore-mark" in args:
                 raise Unpredictable("CONNMARK --restore-mark: the connection's mark is not known")
             return  # saving or setting the connection's mark leaves the packet's alone
-        option, value = (args + ["", ""])[:2]
+        option, value = (*args, "", "")[:2]
         bits, _, mask_text = value.partition("/")
         try:
             v = int(bits, 0)
@@ -241,7 +241,8 @@ class _Walk:
 
     def _unknown(self, chain: str, number: int | None, text: str | None, why: str) -> ChainResult:
         result = self._result("UNKNOWN", chain, number, text)
-        result.unknown = f"cannot predict past rule {number} of {chain}: {why}"
+        where = chain if number is None else f"past rule {number} of {chain}"
+        result.unknown = f"cannot predict {where}: {why}"
         return result
 
     def _result(
@@ -266,7 +267,7 @@ def _matches(rule: Rule, packet: Packet, ctx: EvalContext) -> bool:
     return True
 
 
-def _nat(target: str, args: list[str]) -> dict[str, Any]:
+def _nat(target: str, args: tuple[str, ...]) -> dict[str, Any]:
     """The translation of a DNAT/SNAT/MASQUERADE/REDIRECT target's options."""
     options = dict(zip(args[::2], args[1::2], strict=False))
     if target in ("MASQUERADE", "REDIRECT"):

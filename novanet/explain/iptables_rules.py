@@ -13,6 +13,7 @@ so a ruleset with one odd rule still evaluates everything before it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import shlex
 from collections.abc import Callable
@@ -50,14 +51,14 @@ class EvalContext:
 Check = Callable[[Packet, EvalContext], bool]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Rule:
     """A parsed rule: its matches (all must hold), target and target options."""
 
     text: str  # without "-A CHAIN"
-    matches: list[Check] = field(default_factory=list)
-    target: str | None = None
-    target_args: list[str] = field(default_factory=list)
+    matches: tuple[Check, ...] = ()
+    target: str | None = None  # None: no -j/-g (the rule only counts)
+    target_args: tuple[str, ...] = ()
     goto: bool = False
 
 
@@ -87,16 +88,29 @@ _OPTIONS: Final[dict[str, dict[str, int]]] = {
     "addrtype": {"--dst-type": 1, "--src-type": 1},
 }  # fmt: skip
 _SYN_FLAGS: Final = ("FIN,SYN,RST,ACK", "SYN")
+_QUOTING: Final = frozenset("\"'\\")
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_rule(text: str) -> Rule:
-    """Parse one rule (``iptables -S`` text without ``-A CHAIN``); never raises."""
-    rule = Rule(text)
+    """Parse one rule (``iptables -S`` text without ``-A CHAIN``); never raises.
+
+    Cached: a compute host's instance chains repeat the same rules thousands
+    of times, and a parsed rule is never changed afterwards.
+    """
+    matches: list[Check] = []
     try:
-        tokens = shlex.split(text)
+        # shlex only where iptables-save quoted something (comments, log prefixes).
+        tokens = shlex.split(text) if _QUOTING & set(text) else text.split()
     except ValueError as exc:
-        rule.matches.append(_always_unknown(f"rule not readable ({exc})"))
-        return rule
+        matches.append(_always_unknown(f"rule not readable ({exc})"))
+        words = text.split()
+        at = _skip_to_target(words, 0)
+        guess = words[at + 1] if at + 1 < len(words) else "?"  # a target: never skipped unseen
+        return Rule(text, tuple(matches), guess)
+    target: str | None = None
+    target_args: tuple[str, ...] = ()
+    goto = False
     module: str | None = None
     proto: str | None = None
     negate = False
@@ -107,21 +121,21 @@ def parse_rule(text: str) -> Rule:
             negate, i = True, i + 1
             continue
         if tok in ("-j", "--jump", "-g", "--goto"):
-            rule.goto = tok in ("-g", "--goto")
-            rule.target = tokens[i + 1] if i + 1 < len(tokens) else None
-            rule.target_args = tokens[i + 2 :]
+            goto = tok in ("-g", "--goto")
+            target = tokens[i + 1] if i + 1 < len(tokens) else None
+            target_args = tuple(tokens[i + 2 :])
             break
         value = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok in ("-m", "--match"):
             module, i = value, i + 2
             if module not in _OPTIONS:
-                rule.matches.append(_always_unknown(f"unknown match {module}"))
+                matches.append(_always_unknown(f"unknown match {module}"))
             continue
         if tok in _GENERIC:
             option = _GENERIC[tok]
             if option == "-p":
                 proto = PROTOCOLS.get(value, value)
-            rule.matches.append(_generic(option, value, negate))
+            matches.append(_generic(option, value, negate))
             negate, i = False, i + 2
             continue
         owner = module
@@ -132,14 +146,19 @@ def parse_rule(text: str) -> Rule:
             continue
         if owner is None or tok not in _OPTIONS[owner]:
             what = f"option {tok} of match {owner}" if owner else f"option {tok}"
-            rule.matches.append(_always_unknown(f"unknown {what}"))
+            matches.append(_always_unknown(f"unknown {what}"))
             i = _skip_to_target(tokens, i + 1)
             continue
         count = _OPTIONS[owner][tok]
-        values = tokens[i + 1 : i + 1 + count]
-        rule.matches.append(_module_option(owner, tok, values, negate))
-        negate, i = False, i + 1 + count
-    return rule
+        values = tokens[i + 1 : _skip_to_target(tokens, i + 1)][:count]
+        try:
+            if len(values) < count:
+                raise ValueError("value missing")
+            matches.append(_module_option(owner, tok, values, negate))
+        except ValueError as exc:
+            matches.append(_always_unknown(f"option {tok} of match {owner} ({exc})"))
+        negate, i = False, i + 1 + len(values)
+    return Rule(text, tuple(matches), target, target_args, goto)
 
 
 def _skip_to_target(tokens: list[str], i: int) -> int:
@@ -168,14 +187,22 @@ def _generic(option: str, value: str, negate: bool) -> Check:
         except ValueError:
             return _always_unknown(f"unknown address {option} {value}")
         if option == "-s":
-            return _negated(lambda p, c: ipaddress.IPv4Address(p.src) in net, negate)
-        return _negated(lambda p, c: ipaddress.IPv4Address(p.dst) in net, negate)
+            return _negated(lambda p, c: address(p.src) in net, negate)
+        return _negated(lambda p, c: address(p.dst) in net, negate)
     if option == "-i":
         return _negated(lambda p, c: iface_matches(value, c.in_iface), negate)
     if option == "-o":
         return _negated(lambda p, c: iface_matches(value, c.out_iface), negate)
     name = PROTOCOLS.get(value, value)
     return _negated(lambda p, c: name == "all" or p.proto == name, negate)
+
+
+def address(text: str) -> ipaddress.IPv4Address:
+    """The packet's address; one that is not IPv4 cannot be matched."""
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise Unpredictable(f"{text!r} is not an IPv4 address") from None
 
 
 def iface_matches(pattern: str, name: str | None) -> bool:
@@ -282,9 +309,12 @@ def _set_match(name: str, flags: str, negate: bool) -> Check:
     def check(p: Packet, c: EvalContext) -> bool:
         if name not in c.ipsets:
             raise Unpredictable(f"members of ipset {name} are not known")
-        address = ipaddress.IPv4Address(p.src if direction == "src" else p.dst)
-        members = (ipaddress.IPv4Network(m, strict=False) for m in c.ipsets[name])
-        return any(address in m for m in members) != negate
+        wanted = address(p.src if direction == "src" else p.dst)
+        try:
+            members = [ipaddress.IPv4Network(m, strict=False) for m in c.ipsets[name]]
+        except ValueError as exc:
+            raise Unpredictable(f"ipset {name} holds an entry not understood ({exc})") from None
+        return any(wanted in m for m in members) != negate
 
     return check
 
@@ -314,7 +344,7 @@ def _addrtype(option: str, kind: str, negate: bool) -> Check:
     source = option == "--src-type"
 
     def check(p: Packet, c: EvalContext) -> bool:
-        address = p.src if source else p.dst
-        return (address in c.local_addresses or address.startswith("127.")) != negate
+        addr = p.src if source else p.dst
+        return (addr in c.local_addresses or addr.startswith("127.")) != negate
 
     return check

@@ -482,7 +482,9 @@ def test_absent_table_accepts() -> None:
 
 def test_loops_end_unknown() -> None:
     ruleset = filter_rules({"FORWARD": ["-j a"], "a": ["-j b"], "b": ["-g a"]})
-    assert ruleset.evaluate("filter", "FORWARD", PING).verdict == "UNKNOWN"
+    result = ruleset.evaluate("filter", "FORWARD", PING)
+    assert result.verdict == "UNKNOWN"
+    assert result.unknown == "cannot predict FORWARD: jumps more than 100000 times (a loop)"
 
 
 # -- the seed ----------------------------------------------------------------------------------
@@ -526,6 +528,18 @@ def test_seed_outside_to_instance_dropped_and_dhcp_accepted() -> None:
         "filter", "FORWARD", Packet("192.168.56.1", "10.0.0.2", ctstate="ESTABLISHED"), ctx
     )
     assert (established.chain, established.rule) == ("nova-compute-inst-9", 2)
+
+
+def test_seed_controller_filter() -> None:
+    controller = Ruleset.parse({"filter": seed("controller-iptables-filter.txt", "filter")})
+    dhcp = Packet("0.0.0.0", "255.255.255.255", "udp", 68, 67, None)
+    result = controller.evaluate("filter", "INPUT", dhcp, EvalContext(in_iface="br100"))
+    assert result.verdict == "ACCEPT"
+    assert result.rule_text == "-A nova-network-INPUT -i br100 -p udp -m udp --dport 67 -j ACCEPT"
+    out = controller.evaluate(
+        "filter", "FORWARD", Packet("10.0.0.2", "8.8.8.8"), EvalContext("br100", "eth1")
+    )
+    assert (out.verdict, out.chain, out.rule) == ("ACCEPT", "nova-network-FORWARD", 1)
 
 
 def test_seed_controller_nat() -> None:
@@ -662,3 +676,25 @@ def test_rendered_controller_rules_with_floating_ip() -> None:
     dhcp_reply = Packet("10.0.0.1", "10.0.0.3", "udp", 67, 68, None)
     mangle = ruleset.evaluate("mangle", "POSTROUTING", dhcp_reply, EvalContext(out_iface="br100"))
     assert (mangle.verdict, mangle.rule) == ("ACCEPT", None)  # CHECKSUM goes on to the policy
+
+
+@pytest.mark.parametrize(
+    ("rule", "why"),
+    [
+        ("-m mark --mark zz -j DROP", "option --mark of match mark"),
+        ("-m set --match-set onlyname -j DROP", "option --match-set of match set (value missing)"),
+        ('-m comment --comment "unterminated -j DROP', "rule not readable"),
+        ("-s 2001:db8::/32 -j DROP", "unknown address -s 2001:db8::/32"),
+    ],
+)
+def test_odd_rules_never_raise(rule: str, why: str) -> None:
+    result = fwd(rule, PING)
+    assert result.verdict == "UNKNOWN"
+    assert why in (result.unknown or "")
+
+
+def test_odd_facts_are_unknown() -> None:
+    assert fwd("-s 10.0.0.0/8 -j DROP", PING.replace(src="fe80::1")).verdict == "UNKNOWN"
+    ctx = EvalContext(ipsets={"odd": ["not-an-address"]})
+    result = fwd("-m set --match-set odd src -j DROP", PING, ctx)
+    assert "ipset odd holds an entry not understood" in (result.unknown or "")
