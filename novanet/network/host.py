@@ -165,17 +165,7 @@ class NetworkHost:
         with self._lock:
             dhcp = served.dhcp_network_of(self._networks.values(), network_id)
         ids = [sub.id for sub in dhcp.subnets] if dhcp is not None else [network_id]
-        hosts = []
-        seen: set[str] = set()
-        for net_id in ids:
-            for h in queries.hosts_for_network(self.db, net_id):
-                hostname = h.hostname
-                if hostname in seen and h.instance_id is not None:
-                    name = self.conf.instance_name_template % h.instance_id
-                    hostname = first_free(hostname_candidates(name, name), seen) or hostname
-                seen.add(hostname)
-                hosts.append(DhcpHost(h.mac, hostname, h.address))
-        return hosts
+        return dhcp_hosts(self.db, self.conf.instance_name_template, ids)
 
     def _dhcp_of(self, network_id: int) -> DhcpNetwork:
         """What the dnsmasq serving network ``network_id`` serves."""
@@ -240,3 +230,18 @@ class NetworkHost:
             dhcp = served.dhcp_networks(current)
             groups = [(group, dhcp[bridge]) for bridge, group in served.by_bridge(current).items()]
             return repair_bridges(self.bridges, self.dhcp, groups, self.conf.flat_interface)
+
+
+def dhcp_hosts(db: Database, name_template: str, network_ids: list[int]) -> list[DhcpHost]:
+    """The hosts of these networks (one bridge's dnsmasq), unique hostnames (see hosts())."""
+    hosts = []
+    seen: set[str] = set()
+    for net_id in network_ids:
+        for h in queries.hosts_for_network(db, net_id):
+            hostname = h.hostname
+            if hostname in seen and h.instance_id is not None:
+                name = name_template % h.instance_id
+                hostname = first_free(hostname_candidates(name, name), seen) or hostname
+            seen.add(hostname)
+            hosts.append(DhcpHost(h.mac, hostname, h.address))
+    return hosts

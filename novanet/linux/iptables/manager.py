@@ -416,14 +416,19 @@ def drift_item(line: str) -> tuple[str, str]:
     """A line of :meth:`IptablesManager.drift` as (object, problem) for diagnose.
 
     ``filter: rewrote chain nova-compute-inst-1 (0 rules in the kernel, 6 wanted)``
-    -> (``iptables filter nova-compute-inst-1``, ``iptables filter: the repair would
-    rewrite chain ... (0 rules in the kernel, 6 wanted)``).
+    -> (``iptables filter nova-compute-inst-1``, ``not as novanet declared it: the
+    repair would rewrite chain ... (0 rules in the kernel, 6 wanted)``).
     """
     table, _, rest = line.partition(": ")
     words = rest.split()
     chain = ""
-    if "chain" in words[:-1]:
-        chain = words[words.index("chain") + 1]
+    for marker in ("chain", "of"):  # "rewrote chain X ...", "put our rules of FORWARD ..."
+        if marker in words[:-1]:
+            chain = words[words.index(marker) + 1]
+            break
     if words and words[0] in _VERBS:
         rest = " ".join([_VERBS[words[0]], *words[1:]])
-    return f"iptables {table} {chain}".rstrip(), f"iptables {table}: the repair would {rest}"
+    return (
+        f"iptables {table} {chain}".rstrip(),
+        f"not as novanet declared it: the repair would {rest}",
+    )
