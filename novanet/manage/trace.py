@@ -13,22 +13,21 @@ input (an unknown SRC/DST, a bad port), as every novanet-manage usage error.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from oslo_config import cfg
 
-from novanet.exception import ServiceUnavailable, UsageError
+from novanet.exception import UsageError
 from novanet.explain import topology
 from novanet.explain.packet import DELIVERED, DROPPED, Verdict
+from novanet.explain.topology import COMPUTE_BINARY as COMPUTE
+from novanet.explain.topology import NETWORK_BINARY as NETWORK
 from novanet.explain.topology import DbView, TraceError
 from novanet.explain.trace import PROTOCOLS, Result, make_packet, trace_result
-from novanet.manage import common, rpcclient
+from novanet.manage import common
 from novanet.manage.context import Context
-from novanet.rpc.errors import first_line
 
 LOG = logging.getLogger(__name__)
 FACTS_TIMEOUT = 10  # seconds per node: gathering reads iptables-save, ipset and nft
@@ -55,9 +54,9 @@ def trace_cmd(ctx: Context, args: argparse.Namespace) -> int:
     except TraceError as exc:
         raise UsageError(str(exc)) from None
     db = db_view(ctx)
-    computes = _compute_hosts(ctx)
-    facts = gather_facts(ctx.conf, computes)
-    silent = [h for h in (args.src, args.dst) if h in computes and h not in facts]
+    wanted, hosts = _daemons(ctx)
+    facts = gather_facts(ctx.conf, wanted)
+    silent = [h for h in (args.src, args.dst) if h in hosts and h not in facts]
     if silent:
         ctx.out.write(f"=> request unknown: no facts from {silent[0]} (its agent did not answer)\n")
         return EXIT_UNKNOWN
@@ -109,11 +108,19 @@ def _port(text: str | None) -> int | None:
         raise UsageError(f"--port {text!r} is not a number") from None
 
 
-def _compute_hosts(ctx: Context) -> list[str]:
+def _daemons(ctx: Context) -> tuple[list[tuple[str, str]], set[str]]:
+    """(host, binary) of the daemons to ask (heartbeat recent), and every host running one.
+
+    A daemon that is down is not asked (it would only cost the timeout); a
+    path through its node is then unknown, naming it.
+    """
     from novanet.db import services
 
-    hosts = {s.host for s in services.list_services(ctx.database()) if s.binary.endswith("compute")}
-    return sorted(hosts)
+    down_time = ctx.conf.service_down_time
+    rows = services.list_services(ctx.database())
+    ours = [s for s in rows if s.binary in (NETWORK, COMPUTE)]
+    wanted = sorted({(s.host, s.binary) for s in ours if s.is_up(down_time)})
+    return wanted, {s.host for s in ours}
 
 
 def db_view(ctx: Context) -> DbView:
@@ -151,43 +158,30 @@ def db_view(ctx: Context) -> DbView:
 
 
 def gather_facts(
-    conf: cfg.ConfigOpts, computes: list[str], timeout: float = FACTS_TIMEOUT
+    conf: cfg.ConfigOpts, wanted: list[tuple[str, str]], timeout: float = FACTS_TIMEOUT
 ) -> dict[str, dict[str, Any]]:
-    """host -> facts of the controller and every compute host that answers in time.
+    """host -> facts of each (host, binary) that answers in time (diagnose's gathering).
 
-    Each call is bounded like every novanet-manage call (rpcclient.bounded);
-    an unreachable broker is an error, a node that does not answer a warning.
+    An unreachable broker is an error (exit 1); a daemon that does not
+    answer is a warning, and the part of a path that needs it is unknown.
+    One host running both daemons gives one view: the controller's facts
+    with the agent's VIFs.
     """
+    from novanet.manage import diagnose
     from novanet.rpc import transport as rpc
-    from novanet.rpc.compute_api import ComputeAPI
-    from novanet.rpc.network_api import NetworkAPI
 
-    connect_timeout = float(conf.rpc_connect_timeout)
-    rpc.check_broker(conf, connect_timeout)
-    transport = rpc.get_transport(conf)
-    network = NetworkAPI(transport, timeout=timeout, retry=rpcclient.SEND_RETRIES)
-    compute = ComputeAPI(transport, timeout=timeout, retry=rpcclient.SEND_RETRIES)
-    calls: list[tuple[str, Callable[[], Any]]] = [
-        ("novanet-network", lambda: network.node_facts(timeout=timeout))
-    ]
-    calls += [
-        (f"novanet-compute on {host}", functools.partial(compute.node_facts, host, timeout=timeout))
-        for host in computes
-    ]
+    rpc.check_broker(conf, float(conf.rpc_connect_timeout))
+    found, unreachable = diagnose.gather(conf, wanted, timeout)
+    for who, why in sorted(unreachable.items()):
+        LOG.warning("no facts from %s: %s", who, why)
     out: dict[str, dict[str, Any]] = {}
-    stuck = False
-    try:
-        for who, call in calls:
-            try:
-                late = ServiceUnavailable(f"{who} did not answer within {timeout:.0f} s")
-                facts = rpcclient.bounded(call, timeout + connect_timeout, lambda: late)  # noqa: B023 - called at once
-            except Exception as exc:  # noqa: BLE001 - one node missing is a warning
-                stuck = stuck or isinstance(exc, ServiceUnavailable)
-                LOG.warning("no facts from %s: %s", who, first_line(str(exc)) or type(exc).__name__)
-                continue
-            if isinstance(facts, dict) and facts.get("host"):
-                out[str(facts["host"])] = facts
-    finally:
-        if not stuck:
-            transport.cleanup()
+    for facts in found.values():
+        host = str(facts.get("host") or "")
+        if host in out:
+            merged = out[host] if out[host].get("binary") == NETWORK else facts
+            other = facts if merged is out[host] else out[host]
+            merged["vifs"] = merged.get("vifs") or other.get("vifs")
+            out[host] = merged
+        elif host:
+            out[host] = facts
     return out

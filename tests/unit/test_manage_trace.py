@@ -18,8 +18,8 @@ def lab(monkeypatch):
     data = load()
     asked: list[list[str]] = []
 
-    def gather(conf, computes, timeout=trace_cmd.FACTS_TIMEOUT):
-        asked.append(computes)
+    def gather(conf, wanted, timeout=trace_cmd.FACTS_TIMEOUT):
+        asked.append(wanted)
         return data["facts"]
 
     monkeypatch.setattr(trace_cmd, "gather_facts", gather)
@@ -127,7 +127,8 @@ def test_a_node_that_did_not_answer_makes_its_part_unknown(synced, lab, monkeypa
         "  => request unknown: unknown: no facts from compute-2, the host of instance web2 "
         "(its agent did not answer)"
     )
-    monkeypatch.setattr(trace_cmd, "_compute_hosts", lambda ctx: ["compute-1", "compute-2"])
+    daemons = [("compute-1", "novanet-compute"), ("compute-2", "novanet-compute")]
+    monkeypatch.setattr(trace_cmd, "_daemons", lambda ctx: (daemons, {"compute-1", "compute-2"}))
     code, out = run(synced, "trace", "compute-2", "web1")
     assert code == 3 and "no facts from compute-2" in out
 
@@ -138,4 +139,6 @@ def test_unreadable_iptables_is_unknown_not_accepted(synced, lab):  # noqa: F811
     data["facts"]["compute-1"]["errors"] = ["iptables-save -t filter: exit code 4"]
     code, out = run(synced, "trace", "controller-1", "web1")
     assert code == 3
-    assert "its iptables filter table could not be read (iptables-save -t filter: exit code 4)" in out
+    assert (
+        "its iptables filter table could not be read (iptables-save -t filter: exit code 4)" in out
+    )
