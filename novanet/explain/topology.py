@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 NETWORK_BINARY = "novanet-network"
@@ -238,9 +238,6 @@ class Cloud:
                 return node, dev
         return None
 
-    def fixed_network(self, address: str) -> NetworkInfo | None:
-        return self.db.network_of(address)
-
     def is_bridge_segment(self, node: NodeView, dev: str) -> str | None:
         """The flat bridge ``dev`` is, or is a port of, on ``node`` (None: not on one)."""
         bridges = {net.bridge for net in self.db.networks}
@@ -272,21 +269,20 @@ class Cloud:
     def holders_on_subnet(
         self, subnet: ipaddress.IPv4Network, address: str
     ) -> tuple[NodeView, str] | None:
-        """The node and interface holding ``address`` on the subnet segment ``subnet``."""
+        """The node and interface holding ``address`` on the subnet segment ``subnet``.
+
+        A /32 (a floating address) is on the segment of the subnet its
+        interface has (the controller's eth1 holds 192.168.56.230/32 beside
+        192.168.56.200/24).
+        """
         for node in self.nodes.values():
-            for dev, iface in node.addresses():
+            addrs = node.addresses()
+            for dev, iface in addrs:
                 if str(iface.ip) != address or self.is_bridge_segment(node, dev):
                     continue
-                # A /32 (a floating address) is on the segment of its interface's subnet.
-                if (
-                    any(d == dev and a.network == subnet for d, a in node.addresses())
-                    or iface.network == subnet
-                ):
+                if any(d == dev and a.network == subnet for d, a in addrs):
                     return node, dev
         return None
-
-    def compute_of(self, inst: InstanceInfo) -> NodeView | None:
-        return self.nodes.get(inst.host) if inst.host else None
 
 
 def parse_ipv4(text: str) -> str | None:
@@ -294,8 +290,3 @@ def parse_ipv4(text: str) -> str | None:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
         return None
-
-
-def in_any(address: str, cidrs: Sequence[str]) -> bool:
-    ip = ipaddress.IPv4Address(address)
-    return any(ip in ipaddress.IPv4Network(c, strict=False) for c in cidrs)
