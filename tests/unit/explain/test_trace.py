@@ -79,6 +79,22 @@ def test_a_compute_host_pinging_an_instance_is_dropped_in_its_own_output(lab: di
     )  # fmt: skip
 
 
+def test_the_seeds_chain_lets_the_controller_in_and_still_stops_the_compute_host(
+    lab: dict,
+) -> None:
+    """allow_same_net_traffic=true (the seed's default): ssh1's chain accepts 10.0.0.0/24."""
+    facts = lab["facts"]["compute-1"]
+    same_net = "-A nova-compute-inst-2 -s 10.0.0.0/24 -j ACCEPT\n"
+    open_22 = "-A nova-compute-inst-2 -p tcp -m tcp --dport 22 -j ACCEPT"
+    facts["iptables"]["filter"] = facts["iptables"]["filter"].replace(open_22, same_net + open_22)
+    request, reply = run(lab, "controller-1", "ssh1")  # from 10.0.0.1, in the fixed range
+    assert reached(request, reply), request.reason
+    accept = next(h for h in request.hops if h.chain == "nova-compute-inst-2")
+    assert accept.rule_text == same_net.strip()
+    request, reply = run(lab, "compute-1", "ssh1")  # from 192.168.56.202: the seed's EPERM
+    assert request.verdict == DROPPED and "nova-compute-sg-fallback" in request.reason
+
+
 def test_the_controller_reaches_an_instance_and_the_reply_comes_back(lab: dict) -> None:
     request, reply = run(lab, "controller-1", "web1")
     assert reached(request, reply)
