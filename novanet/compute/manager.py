@@ -296,17 +296,18 @@ class ComputeManager:
         """What the periodic checks would repair now, without repairing (diagnose's dry run).
 
         ``repair_within``: the check's interval in seconds (the check repairs it
-        by then), None when no check would (the agent has not synced yet).
+        by then). Nothing before the first resync: until the controller has
+        said what runs here, nothing is known to be missing or stale.
         """
         if not self._synced:
             return []
         within = int(self.conf.iptables_check_interval)
         found: list[dict[str, Any]] = []
         with self._lock:
-            instances = list(self._instances.values())
+            wanted_sets = self.security.wanted(self._instances.values())
         ipsets = self.security.ipsets
         if ipsets is not None:
-            for line in ipsets.drift(self.security.wanted(instances)):
+            for line in ipsets.drift(wanted_sets):
                 found.append(_drift(" ".join(line.split()[:2]), line, within))
         for line in self.iptables.drift():
             found.append(_drift(*drift_item(line), within))

@@ -30,15 +30,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     parser.add_argument("--host", help="check only this host")
     parser.add_argument(
-        "--timeout", type=float, default=10.0,
+        "--timeout", type=_seconds, default=10.0,
         help="seconds to wait for each daemon's facts (default 10)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-skew", type=float, default=5.0,
+        "--max-skew", type=_seconds, default=5.0,
         help="a node's clock further than this many seconds from ours is a problem (default 5)",
     )  # fmt: skip
     common.add_format(parser)
     parser.set_defaults(func=diagnose_cmd)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, 3600]")
+    return value
 
 
 def diagnose_cmd(ctx: Context, args: argparse.Namespace) -> int:

@@ -99,3 +99,28 @@ def test_an_unknown_host_is_one_line_and_exit_1(cloud, capsys):
     code, out = run(where, "diagnose", "--host", "compute-9")
     assert (code, out) == (1, "")
     assert "no service on host 'compute-9' has reported in" in capsys.readouterr().err
+
+
+def test_an_unreachable_broker_is_a_problem_line():
+    from novanet import conf as novanet_conf
+    from novanet.rpc import transport as rpc
+
+    conf = novanet_conf.new_conf()
+    conf([])
+    rpc.register_opts(conf)
+    conf.set_override("host", "controller-1")
+    conf.set_override("transport_url", "rabbit://guest:guest@127.0.0.1:1/")  # nothing listens
+    conf.set_override("rpc_connect_timeout", 1)
+    problem = diagnose_cmd._broker_problem(conf)
+    assert problem is not None and (problem.host, problem.object) == ("controller-1", "RabbitMQ")
+    assert problem.problem.startswith("unreachable: ") and "127.0.0.1:1" in problem.problem
+    conf.set_override("transport_url", "fake:///")  # no broker to ask: nothing to say
+    assert diagnose_cmd._broker_problem(conf) is None
+
+
+@pytest.mark.parametrize("option", [("--timeout", "0"), ("--timeout", "x"), ("--max-skew", "-1")])
+def test_bad_numbers_are_usage_errors(cloud, capsys, option):
+    where, state = cloud
+    code, out = run(where, "diagnose", *option)
+    assert (code, out, state["asked"]) == (2, "", [])
+    assert "is not a number of seconds" in capsys.readouterr().err
