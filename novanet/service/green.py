@@ -35,6 +35,7 @@ at start, because a failed lazy setup makes every later call wait forever.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -53,6 +54,11 @@ def monkey_patch() -> None:
     # eventlet warns on import that it is deprecated upstream: known (novanet
     # keeps it inside this layer), and not something an operator can act on.
     warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    # The C library's resolver, as nova set it too: eventlet's green resolver
+    # imports dnspython (7 MB of every daemon's resident set, measured with
+    # bench/memory_bench.py) for lookups novanet does once, at connect time,
+    # of names /etc/hosts usually answers. An operator's setting wins.
+    os.environ.setdefault("EVENTLET_NO_GREENDNS", "yes")
     import eventlet
     import eventlet.tpool
 

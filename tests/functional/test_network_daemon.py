@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -134,18 +135,23 @@ class Controller:
             ns.destroy()
 
 
-@pytest.fixture(scope="module")
-def controller(vhost):
+def started(cls: type[Controller], name: str, vhost: str) -> Iterator[Controller]:
+    """A module fixture's body: a started controller of ``cls``, removed afterwards."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    workdir = world_readable_dir("ctl")
-    made = Controller(workdir, vhost)
+    workdir = world_readable_dir(name)
+    made = cls(workdir, vhost)
     try:
         made.start()
         yield made
     finally:
         made.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def controller(vhost):
+    yield from started(Controller, "ctl", vhost)
 
 
 def _seed(name: str) -> list[str]:

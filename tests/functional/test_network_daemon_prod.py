@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +20,15 @@ from pathlib import Path
 import pytest
 
 from novanet.db import instances
-from tests.functional.test_network_daemon import BIN, MAC, Controller, _rpc, _seed
-from tests.lib.paths import ROOT, world_readable_dir
+from tests.functional.test_network_daemon import (
+    BIN,
+    MAC,
+    Controller,
+    _rpc,
+    _seed,
+    started,
+)
+from tests.lib.paths import ROOT
 from tests.lib.units import NotifySocket, sandboxed
 from tests.lib.wait import wait_for
 
@@ -77,16 +83,7 @@ class SystemdController(Controller):
 
 @pytest.fixture(scope="module")
 def controller(vhost):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    workdir = world_readable_dir("ctlsd")
-    made = SystemdController(workdir, vhost)
-    try:
-        made.start()
-        yield made
-    finally:
-        made.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from started(SystemdController, "ctlsd", vhost)
 
 
 def test_ready_then_watchdog_pings(controller):

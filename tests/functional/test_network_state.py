@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -18,8 +17,7 @@ import pytest
 
 from novanet.db import instances
 from novanet.db.models import FIXED_IPS, utcnow
-from tests.functional.test_network_daemon import MAC, Controller, _rpc
-from tests.lib.paths import world_readable_dir
+from tests.functional.test_network_daemon import MAC, Controller, _rpc, started
 from tests.lib.wait import poll, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.rabbit]
@@ -29,16 +27,7 @@ OTHER_MAC = "fa:16:3e:00:00:0b"
 
 @pytest.fixture(scope="module")
 def ctl(vhost):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    workdir = world_readable_dir("state")
-    made = Controller(workdir, vhost)
-    try:
-        made.start()
-        yield made
-    finally:
-        made.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)
+    yield from started(Controller, "state", vhost)
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
