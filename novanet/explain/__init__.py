@@ -10,5 +10,8 @@ Layout (issue 15):
   rules and common administrators' rules); it says where it cannot predict;
 - :mod:`.bridge_eval`: the anti-spoofing table (nftables bridge family);
 - :mod:`.diagnose`: the checks of the facts against the intended state;
-- :mod:`.trace`: a packet's path through the nodes, hop by hop, and its reply.
+- :mod:`.trace`: a packet's path through the nodes, hop by hop, and its reply
+  (the entry point), walked by :mod:`.paths` with :mod:`.hooks` (one
+  netfilter hook, NAT and conntrack) on the view :mod:`.topology` makes of
+  the facts and the database; :mod:`.endpoints` reads SRC and DST.
 """

@@ -20,7 +20,17 @@ from novanet import __version__
 from novanet import conf as novanet_conf
 from novanet.conf import loader
 from novanet.exception import NovanetError
-from novanet.manage import db, diagnose, fixed, floating, instance, network, secgroup, service
+from novanet.manage import (
+    db,
+    diagnose,
+    fixed,
+    floating,
+    instance,
+    network,
+    secgroup,
+    service,
+    trace,
+)
 from novanet.manage.context import Context
 from novanet.rpc import context
 from novanet.rpc.errors import first_line
@@ -57,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="category", metavar="CATEGORY", required=True, parser_class=_Parser
     )
-    for module in (db, network, fixed, floating, instance, secgroup, service, diagnose):
+    for module in (db, network, fixed, floating, instance, secgroup, service, diagnose, trace):
         module.register(sub)
     return parser
 
