@@ -27,6 +27,13 @@ three rules per association instead of five: nf_tables' restore cost grows
 with the rules in the table (BENCHMARKS.md). The price: an instance with
 floating IPs on two interfaces leaves with the first one on both.
 
+That covering holds while the controller routes those packets. With
+br_netfilter on the controller (bridge-nf-call-iptables=1) a guest's packet
+to a floating address is DNATed at the bridge, br_netfilter then bridges it
+towards its ingress port (eth2), and the bridge drops it: no guest reaches a
+floating address, its own included (found by trace's acceptance matrix,
+tests/e2e/test_trace_matrix.py; open work).
+
 nova also put an ebtables ``redirect`` on the bridge when the floating
 interface is not the bridge, for guests whose gateway is an outside router
 on the flat network; novanet's guests route through the controller (the
