@@ -32,7 +32,6 @@ from novanet.service.periodic import PeriodicRunner
 
 LOG = logging.getLogger(__name__)
 
-RESYNC_INTERVAL = 60
 RESYNC_RETRY = 2.0
 
 
@@ -90,7 +89,7 @@ class ComputeService:
                 self.manager.check_antispoof,
                 option="iptables_check_interval",
             )
-        self.periodic.add("resync", RESYNC_INTERVAL, self.resync)
+        self.periodic.add("resync", conf.resync_interval, self.resync, option="resync_interval")
         self._stopping = threading.Event()
         self._resync_lock = threading.Lock()
         self._first_sync_thread: threading.Thread | None = None

@@ -35,6 +35,15 @@ compute_opts = [
         "guests can send with any address (a warning is logged).",
     ),
     cfg.IntOpt(
+        "resync_interval",
+        default=60,
+        min=1,
+        help="Seconds between two resyncs of novanet-compute with the controller: the "
+        "instances of this host are read over RPC and every missing device, chain, "
+        "set or anti-spoofing entry is made (a restart resyncs at once; a SIGHUP "
+        "applies a new value from the next wait on).",
+    ),
+    cfg.IntOpt(
         "instance_create_timeout",
         default=30,
         min=1,

@@ -2,9 +2,9 @@
 
 The periodic repairs are made rare (conf_extra) so that nothing heals while
 the test looks; faults are accumulated and diagnose is run once for all of
-them, then once more with a compute agent stopped. The iptables, ipset and
-nftables faults are injected last: the compute agent's resync (every 60 s,
-not configurable) would otherwise repair them before diagnose looks.
+them, then once more with a compute agent stopped. The compute agents'
+resync is made rare too: it would repair the chains, sets and anti-spoofing
+entries broken here before diagnose looks.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def test_diagnose_is_silent_when_healthy_and_names_every_fault() -> None:
         "iptables_check_interval": NEVER,
         "bridge_check_interval": NEVER,
         "dnsmasq_check_interval": NEVER,
+        "resync_interval": NEVER,
     }
     with running_cloud(conf_extra=conf) as cloud:
         lab, manage = cloud.lab, cloud.novanet.manage
