@@ -106,7 +106,8 @@ def plan(
         assert src.node is not None
         host, instance_uuid = src.node.host, None
         address = src.address or _source_address(src.node, dst)
-        sender = NETWORK if (host, NETWORK) in wanted else COMPUTE
+        up = {binary for h, binary in wanted if h == host}
+        sender = next((b for b in (NETWORK, COMPUTE) if b in up), src.node.binary or "daemon")
     elif src.kind == endpoints.INSTANCE and src.instance is not None:
         inst = src.instance
         host, instance_uuid = str(inst.host), inst.uuid
