@@ -132,7 +132,7 @@ def _traced(
     lines: list[str] = []
     for ns in namespaces:
         prefix = f"[{ns or 'host'}] " if len(namespaces) > 1 else ""
-        lines += [prefix + line for line in _trace_lines(outputs.get(ns, ""))]
+        lines += [prefix + line for line in _trace_lines(outputs.get(ns, ""), table)]
     return lines
 
 
@@ -220,5 +220,14 @@ def _send(netns: str | None, probe: Packet, seconds: float) -> None:
         pass  # the command could not run or hung: the trace shows how far packets got
 
 
-def _trace_lines(output: str) -> list[str]:
-    return [line.rstrip() for line in output.splitlines() if line.startswith("trace id ")]
+def _trace_lines(output: str, table: str) -> list[str]:
+    """The trace's lines, without the tracing table's own rule and policy (always the same).
+
+    Its ``packet:`` line stays: where the packet was first seen, as it was.
+    """
+    ours = f" inet {table} "
+    return [
+        line.rstrip()
+        for line in output.splitlines()
+        if line.startswith("trace id ") and (ours not in line or " packet: " in line)
+    ]

@@ -73,6 +73,12 @@ def test_the_seeds_drop_is_the_kernels(lab: tuple[Cloud, Instance]) -> None:
     assert data["live_drops"] == ["compute-1 ip filter nova-compute-sg-fallback"]
     # the probe never left compute-1: the others traced nothing of it
     assert data["live"]["controller-1"] == [] and data["live"]["compute-2"] == []
+    # the text form: the kernel's lines after the prediction, the drop named at the end
+    out, code = trace(cloud, "compute-1", "vm1", "--live")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines.index("kernel trace (nft monitor trace):") > lines.index("request:")
+    assert lines[-1] == "  => kernel: verdict drop at compute-1 ip filter nova-compute-sg-fallback"
     no_tracing_table_left(cloud)
 
 

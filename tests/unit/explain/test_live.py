@@ -164,3 +164,17 @@ def test_bad_split_requests_run_nothing(recorder: Recorder, call: Any, message: 
     with pytest.raises(live.LiveTraceError, match=message):
         call(Packet("10.0.0.1", "10.0.0.2"))
     assert recorder.calls == []
+
+
+def test_the_tracing_tables_own_rule_and_policy_are_left_out() -> None:
+    output = (
+        'trace id 1a inet novanet_trace_7_3 out packet: oif "eth1" ip saddr 10.0.0.1 ...\n'
+        "trace id 1a inet novanet_trace_7_3 out rule ip saddr 10.0.0.1 ip daddr 10.0.0.2 "
+        "meta l4proto icmp meta nftrace set 1 (verdict continue)\n"
+        "trace id 1a inet novanet_trace_7_3 out policy accept\n"
+        "trace id 1a ip filter OUTPUT policy accept\n"
+    )
+    assert live._trace_lines(output, "novanet_trace_7_3") == [
+        'trace id 1a inet novanet_trace_7_3 out packet: oif "eth1" ip saddr 10.0.0.1 ...',
+        "trace id 1a ip filter OUTPUT policy accept",
+    ]
