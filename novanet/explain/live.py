@@ -10,8 +10,11 @@ iptables-nft, the iptables rules as well (measured with nftables 1.0.6 and
 iptables 1.8.9: ``ip filter OUTPUT rule meta l4proto icmp counter ... drop
 (verdict drop)``). The table is always removed again.
 
-The monitor gets a short head start before the probe is sent (nft prints no
-"ready" line), so a probe sent at once is not missed.
+The monitor gets a head start before the probe is sent (nft prints no
+"ready" line), so a probe sent at once is not missed. A node that is not the
+probe's source only watches (:func:`watch_trace`): ``novanet-manage trace
+--live`` asks every node at once over RPC, the source with a delay long
+enough for the others' monitors to be running.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from novanet.exception import NovanetError, ProcessExecutionError
 from novanet.explain.packet import Packet
@@ -42,17 +45,66 @@ def live_trace(
     seconds: float,
     *,
     watch: Sequence[str | None] = (),
+    delay: float | None = None,
 ) -> list[str]:
     """Send ``probe`` from ``netns`` (None: this namespace) and return the kernel's trace lines.
 
     ``watch`` names further namespaces whose hooks are traced too (the other
-    nodes of a lab); their lines are prefixed with ``[NAMESPACE] ``.
-    ``seconds`` bounds the whole run. The probe's source must be an address of
-    ``netns`` (ping -I / socat bind use it); a probe that cannot be sent
-    simply leaves no trace.
+    nodes of a lab, or a compute host's own namespace when an instance
+    sends); their lines are prefixed with ``[NAMESPACE] `` (``[host]`` for
+    this one). ``seconds`` bounds the whole run; the probe goes out
+    ``delay`` seconds after the monitors start (default: a short head
+    start), which gives monitors started elsewhere at the same moment (the
+    other nodes, asked by parallel RPC calls) the time to be running. The
+    probe's source must be an address of ``netns`` (ping -I / socat bind use
+    it); a probe that cannot be sent simply leaves no trace.
     """
-    _check(netns, probe, seconds)
-    namespaces = list(dict.fromkeys([netns, *watch]))
+    _check(probe, seconds)
+    wait = min(_HEAD_START, seconds / 3) if delay is None else delay
+    if not 0 <= wait < seconds:
+        raise LiveTraceError(f"probe delay {wait} s: give 0 to less than the {seconds} s traced")
+    return _traced(
+        [netns, *watch], probe, seconds, lambda: _send_after(netns, probe, seconds, wait)
+    )
+
+
+def watch_trace(
+    probe: Packet, seconds: float, namespaces: Sequence[str | None] = (None,)
+) -> list[str]:
+    """Only monitor: the kernel's trace of ``probe``'s flow, sent by someone else, for ``seconds``.
+
+    A node that is not the probe's source runs this while the source node
+    runs :func:`live_trace`; lines are prefixed as there.
+    """
+    _check(probe, seconds)
+    if not namespaces:
+        raise LiveTraceError("no namespace to watch")
+    return _traced(list(namespaces), probe, seconds, None)
+
+
+def run(
+    probe: Packet,
+    seconds: float,
+    send: bool,
+    delay: float,
+    *,
+    netns: str | None = None,
+    watch: Sequence[str | None] = (),
+) -> list[str]:
+    """One node's part of ``trace --live`` (the RPC endpoints): send and trace, or only trace."""
+    if send:
+        return live_trace(netns, probe, seconds, watch=watch, delay=delay)
+    return watch_trace(probe, seconds, [netns, *watch])
+
+
+def _traced(
+    wanted: list[str | None],
+    probe: Packet,
+    seconds: float,
+    sender: Callable[[], None] | None,
+) -> list[str]:
+    """Table in, monitors running, ``sender`` (if any) run, then the table always out again."""
+    namespaces = list(dict.fromkeys(wanted))
     for ns in namespaces:
         _check_netns(ns)
     table = f"novanet_trace_{os.getpid()}_{next(_COUNTER)}"
@@ -68,8 +120,8 @@ def live_trace(
         ]
         for thread in monitors:
             thread.start()
-        time.sleep(min(_HEAD_START, seconds / 3))
-        _send(netns, probe, max(seconds - _HEAD_START - 0.2, 0.5))
+        if sender is not None:
+            sender()
         for thread in monitors:
             thread.join(seconds + 10)
     finally:
@@ -80,11 +132,16 @@ def live_trace(
     lines: list[str] = []
     for ns in namespaces:
         prefix = f"[{ns or 'host'}] " if len(namespaces) > 1 else ""
-        lines += [prefix + line for line in _trace_lines(outputs.get(ns, ""))]
+        lines += [prefix + line for line in _trace_lines(outputs.get(ns, ""), table)]
     return lines
 
 
-def _check(netns: str | None, probe: Packet, seconds: float) -> None:
+def _send_after(netns: str | None, probe: Packet, seconds: float, delay: float) -> None:
+    time.sleep(delay)
+    _send(netns, probe, max(seconds - delay - 0.2, 0.5))
+
+
+def _check(probe: Packet, seconds: float) -> None:
     for address in (probe.src, probe.dst):
         try:
             ipaddress.IPv4Address(address)
@@ -163,5 +220,14 @@ def _send(netns: str | None, probe: Packet, seconds: float) -> None:
         pass  # the command could not run or hung: the trace shows how far packets got
 
 
-def _trace_lines(output: str) -> list[str]:
-    return [line.rstrip() for line in output.splitlines() if line.startswith("trace id ")]
+def _trace_lines(output: str, table: str) -> list[str]:
+    """The trace's lines, without the tracing table's own rule and policy (always the same).
+
+    Its ``packet:`` line stays: where the packet was first seen, as it was.
+    """
+    ours = f" inet {table} "
+    return [
+        line.rstrip()
+        for line in output.splitlines()
+        if line.startswith("trace id ") and (ours not in line or " packet: " in line)
+    ]

@@ -6,8 +6,13 @@ bounded in time; the instances, networks and floating IPs from the
 database. A node that does not answer is left out, and a path that needs it
 ends with verdict ``unknown`` naming it.
 
+With ``--live`` a real probe is sent too and every node's kernel trace of
+it printed after the prediction (:mod:`novanet.manage.trace_live`); the
+verdict and the exit code stay the prediction's.
+
 Exit codes: 0 delivered (request and reply), 1 dropped, 3 unknown; 2 for bad
-input (an unknown SRC/DST, a bad port), as every novanet-manage usage error.
+input (an unknown SRC/DST, a bad port, a --live source that cannot send), as
+every novanet-manage usage error.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from novanet.explain.topology import COMPUTE_BINARY as COMPUTE
 from novanet.explain.topology import NETWORK_BINARY as NETWORK
 from novanet.explain.topology import DbView, TraceError
 from novanet.explain.trace import PROTOCOLS, Result, make_packet, trace_result
-from novanet.manage import common
+from novanet.manage import common, trace_live
 from novanet.manage.context import Context
 
 LOG = logging.getLogger(__name__)
@@ -43,12 +48,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("dst", metavar="DST", help="instance, host, floating IP or IPv4")
     parser.add_argument("--proto", choices=PROTOCOLS, default="icmp", help="default: icmp")
     parser.add_argument("--port", metavar="N", help="destination port (tcp, udp)")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="also send a real probe and show each node's kernel trace (nft monitor trace)",
+    )
+    parser.add_argument(
+        "--live-seconds", metavar="S", default="3", help="how long --live traces (default: 3)"
+    )
     common.add_format(parser)
     parser.set_defaults(func=trace_cmd)
 
 
 def trace_cmd(ctx: Context, args: argparse.Namespace) -> int:
     port = _port(args.port)
+    live_seconds = trace_live.seconds(args.live_seconds) if args.live else 0.0
     try:
         make_packet(args.proto, port)  # bad input fails before the network is asked
     except TraceError as exc:
@@ -64,10 +78,21 @@ def trace_cmd(ctx: Context, args: argparse.Namespace) -> int:
         result = trace_result(args.src, args.dst, args.proto, port, facts, db)
     except TraceError as exc:
         raise UsageError(str(exc)) from None
+    live = None
+    if args.live:  # a source that cannot send is refused before anything is printed or sent
+        probe, calls = trace_live.plan(result, args.proto, port, facts, wanted)
+        live = trace_live.gather(ctx.conf, probe, calls, live_seconds)
     if common.fmt(args) == "json":
-        ctx.out.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        data = result.to_dict()
+        if live is not None:
+            data["live"] = live.to_dict()
+            data["live_drops"] = live.drops()
+            data["live_missing"] = live.missing
+        ctx.out.write(json.dumps(data, indent=2) + "\n")
     else:
         ctx.out.write(render(result))
+        if live is not None:
+            ctx.out.write(live.render())
     return exit_code(result)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from novanet.exception import BadRequest, NovanetError
-from novanet.explain import facts
+from novanet.explain import facts, live
 from novanet.ipam.macs import normalize_mac
 from novanet.network.manager import NetworkManager
 from novanet.rpc import errors, payloads
@@ -26,7 +26,7 @@ _expected = errors.endpoint("novanet-network")
 
 
 class NetworkEndpoint:
-    target = rpc.target("1.4")
+    target = rpc.target("1.5")
 
     def __init__(
         self, manager: NetworkManager, facts: Callable[[], dict[str, Any]] | None = None
@@ -42,6 +42,15 @@ class NetworkEndpoint:
         """This node's facts (novanet.explain.facts); takes no argument."""
         _only(kw)
         return self._facts()
+
+    # -- trace --live (1.5) -------------------------------------------------------------
+
+    @_expected
+    def live_trace(self, ctxt: Any, **kw: Any) -> dict[str, Any]:
+        """The kernel's trace of a probe's flow in this node's namespace; ``{"lines": [...]}``."""
+        _only(kw, *payloads.LIVE_TRACE_ARGS)
+        request = payloads.live_trace(kw)
+        return {"lines": live.run(request.probe, request.seconds, request.send, request.delay)}
 
     @_expected
     def create_instance(self, ctxt: Any, **kw: Any) -> dict[str, Any]:

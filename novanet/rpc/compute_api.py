@@ -30,13 +30,20 @@ class ComputeAPI:
       returning the agent's node facts (:mod:`novanet.explain.facts`, schema
       1), its VIFs from its own state and ``drift``: what its periodic checks
       (iptables, ipsets, anti-spoofing) would repair now.
+    * 1.3 - ``trace --live``: new ``live_trace(probe, seconds, send, delay,
+      instance_uuid=None)`` (server = the host; arguments as the network
+      API's 1.5): the host traces the probe's flow with nftables tracing
+      and, with ``send``, sends it; with ``instance_uuid`` the probe is sent
+      from that instance's namespace (netns VIFs only: a tap instance is a
+      VM the agent cannot send from) and both namespaces are traced.
+      Returns ``{"lines": [...]}``.
 
     The context dict carries ``request_id`` (the controller passes on the one
     of the request it is handling; see :mod:`novanet.rpc.context`): it is
     not an argument and needs no version change.
     """
 
-    VERSION = "1.2"
+    VERSION = "1.3"
 
     def __init__(
         self, transport: Any, timeout: float | None = None, retry: int | None = None
@@ -89,6 +96,29 @@ class ComputeAPI:
         """The facts of compute host ``host`` (1.2)."""
         client = self.client.prepare(server=host, timeout=timeout, retry=self.retry, version="1.2")
         return client.call(context.rpc_context(), "node_facts")  # type: ignore[no-any-return]
+
+    def live_trace(
+        self,
+        host: str,
+        probe: dict[str, Any],
+        seconds: float,
+        send: bool,
+        delay: float,
+        instance_uuid: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Compute host ``host``'s kernel trace of ``probe``'s flow (1.3); ``{"lines": [...]}``."""
+        client = self.client.prepare(server=host, timeout=timeout, retry=self.retry, version="1.3")
+        extra = {} if instance_uuid is None else {"instance_uuid": instance_uuid}
+        return client.call(  # type: ignore[no-any-return]
+            context.rpc_context(),
+            "live_trace",
+            probe=probe,
+            seconds=seconds,
+            send=send,
+            delay=delay,
+            **extra,
+        )
 
     def refresh(self, host: str) -> None:
         """Ask the agent to resync everything from the controller (fire and forget)."""

@@ -40,6 +40,13 @@ class NetworkAPI:
       controller's facts (:mod:`novanet.explain.facts`, schema 1: links,
       routes, sysctls, iptables-save texts, ipsets, dnsmasq, hostsfile,
       and ``drift``: what its periodic checks would repair now).
+    * 1.5 - ``trace --live``: new ``live_trace(probe, seconds, send,
+      delay)``: ``probe`` ``{"src", "dst", "proto" (icmp|tcp|udp),
+      "sport"?, "dport"?}`` (IPv4 addresses, ports 1-65535, dport for
+      tcp/udp only); the controller traces the probe's flow with nftables
+      tracing (:mod:`novanet.explain.live`) for ``seconds`` (1-30) and, with
+      ``send``, sends the probe itself ``delay`` seconds in; returns
+      ``{"lines": [nft monitor trace lines]}``.
 
     The context dict carries ``request_id`` (``req-<uuid>``) so the work of
     one operator command can be followed across daemons' logs; it is not an
@@ -50,7 +57,7 @@ class NetworkAPI:
     anything else.
     """
 
-    VERSION = "1.4"
+    VERSION = "1.5"
 
     def __init__(
         self, transport: Any, timeout: float | None = None, retry: int | None = None
@@ -188,6 +195,26 @@ class NetworkAPI:
     def node_facts(self, *, timeout: float | None = None) -> dict[str, Any]:
         """The controller's facts (1.4): what its kernel and dnsmasq hold now."""
         return self._call("node_facts", timeout=timeout, version="1.4")  # type: ignore[no-any-return]
+
+    def live_trace(
+        self,
+        probe: dict[str, Any],
+        seconds: float,
+        send: bool,
+        delay: float,
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """The controller's kernel trace of ``probe``'s flow (1.5); ``{"lines": [...]}``."""
+        return self._call(  # type: ignore[no-any-return]
+            "live_trace",
+            timeout=timeout,
+            version="1.5",
+            probe=probe,
+            seconds=seconds,
+            send=send,
+            delay=delay,
+        )
 
     def refresh_networks(self) -> None:
         """Networks changed in the database (novanet-manage): converge bridges, dnsmasq, rules."""

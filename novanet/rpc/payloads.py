@@ -8,6 +8,7 @@ one-line reason instead of failing half-way through.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 import re
 import uuid as uuidlib
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from novanet.exception import BadRequest
+from novanet.explain.packet import Packet
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
@@ -128,3 +130,76 @@ def mapping(value: Any, field: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise BadRequest(f"{field} must be an object, not {type(value).__name__}")
     return value
+
+
+# -- live_trace (network 1.5, compute 1.3) ---------------------------------------------
+
+LIVE_PROTOCOLS = ("icmp", "tcp", "udp")
+MAX_TRACE_SECONDS = 30.0
+LIVE_TRACE_ARGS = ("probe", "seconds", "send", "delay")
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveTrace:
+    """A checked ``live_trace`` request: trace ``probe``'s flow for ``seconds``.
+
+    ``send``: this node sends the probe, ``delay`` seconds after its monitor
+    started (the other nodes only watch).
+    """
+
+    probe: Packet
+    seconds: float
+    send: bool
+    delay: float
+
+
+def number(value: Any, field: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest(f"{field} must be a number, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise BadRequest(f"{field} {value} is out of range ({low:g} to {high:g})")
+    return float(value)
+
+
+def port(value: Any, field: str) -> int:
+    checked = integer(value, field)
+    if checked > 65535:
+        raise BadRequest(f"{field} {checked} is out of range (1 to 65535)")
+    return checked
+
+
+def probe(value: Any, field: str = "probe") -> Packet:
+    """``{"src", "dst", "proto", "sport"?, "dport"?}``: IPv4 addresses, a port for tcp/udp only."""
+    raw = mapping(value, field)
+    unknown = sorted(set(raw) - {"src", "dst", "proto", "sport", "dport"})
+    if unknown:
+        raise BadRequest(f"{field}: unexpected key(s): {', '.join(map(str, unknown))}")
+    proto = text(raw.get("proto"), f"{field}.proto", max_len=8)
+    if proto not in LIVE_PROTOCOLS:
+        raise BadRequest(f"{field}.proto {proto!r} is not one of {', '.join(LIVE_PROTOCOLS)}")
+    ports = {
+        key: None if raw.get(key) is None else port(raw[key], f"{field}.{key}")
+        for key in ("sport", "dport")
+    }
+    if proto == "icmp" and any(p is not None for p in ports.values()):
+        raise BadRequest(f"{field}: an icmp probe has no ports")
+    if proto != "icmp" and ports["dport"] is None:
+        raise BadRequest(f"{field}: a {proto} probe needs dport")
+    return Packet(
+        src=ipv4(raw.get("src"), f"{field}.src"),
+        dst=ipv4(raw.get("dst"), f"{field}.dst"),
+        proto=proto,
+        sport=ports["sport"],
+        dport=ports["dport"],
+        icmp_type=8 if proto == "icmp" else None,
+    )
+
+
+def live_trace(kw: Mapping[str, Any]) -> LiveTrace:
+    """The arguments of ``live_trace``, all checked before anything runs."""
+    seconds = number(kw.get("seconds"), "seconds", 1, MAX_TRACE_SECONDS)
+    send = kw.get("send")
+    if not isinstance(send, bool):
+        raise BadRequest(f"send must be true or false, not {type(send).__name__}")
+    delay = number(kw.get("delay", 0), "delay", 0, seconds - 0.5)
+    return LiveTrace(probe(kw.get("probe")), seconds, send, delay)
