@@ -128,3 +128,13 @@ def test_diagnose_is_silent_when_healthy_and_names_every_fault() -> None:
             manage("diagnose")
         lines = failed.value.error.stdout.splitlines()
         assert any(line.startswith(f"{c2}: novanet-compute: ") for line in lines), lines
+
+        # RabbitMQ out of reach (the controller's relay to it stopped): one line
+        # naming it, and no daemon asked (each would only time out).
+        lab.stop_process(ctl, "amqp-relay")
+        code, report = diagnose(cloud)
+        broker = [p for p in report["problems"] if p["object"] == "RabbitMQ"]
+        assert code == 1 and len(broker) == 1, report
+        assert broker[0]["problem"].startswith("unreachable: "), broker
+        assert "guest:guest" not in broker[0]["problem"], broker  # no password shown
+        assert not [p for p in report["problems"] if "did not answer" in p["problem"]], report
