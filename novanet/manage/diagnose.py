@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from typing import Any
 
@@ -98,49 +97,18 @@ def gather(
     conf: Any, wanted: list[tuple[str, str]], timeout: float
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Each (host, binary)'s facts, asked all at once; the ones that did not answer, why."""
-    import oslo_messaging
+    from novanet.manage.rpcclient import NodeCall, ask_all
 
-    from novanet.manage.rpcclient import SEND_RETRIES, bounded
-    from novanet.rpc import errors
-    from novanet.rpc import transport as rpc
-    from novanet.rpc.compute_api import ComputeAPI
-    from novanet.rpc.network_api import NetworkAPI
+    def facts_of(host: str, binary: str) -> NodeCall:
+        if binary == checks.NETWORK:
+            return lambda network, _compute: network.node_facts(timeout=timeout)
+        return lambda _network, compute: compute.node_facts(host, timeout=timeout)
 
-    transport = rpc.get_transport(conf)
-    network = NetworkAPI(transport, timeout=timeout, retry=SEND_RETRIES)
-    compute = ComputeAPI(transport, timeout=timeout, retry=SEND_RETRIES)
-    limit = timeout + float(conf.rpc_connect_timeout)
-    facts: dict[str, dict[str, Any]] = {}
-    unreachable: dict[str, str] = {}
-    lock = threading.Lock()
-
-    def ask(host: str, binary: str) -> None:
-        def call() -> dict[str, Any]:
-            if binary == checks.NETWORK:
-                return network.node_facts(timeout=timeout)
-            return compute.node_facts(host, timeout=timeout)
-
-        try:
-            got = bounded(call, limit, lambda: TimeoutError(f"no answer within {limit:g} s"))
-            result, reason = got, None
-        except oslo_messaging.MessagingTimeout:
-            result, reason = None, f"no answer within {timeout:g} s"
-        except Exception as exc:  # noqa: BLE001 - a problem line, not a crash
-            clean = errors.one_line(exc)
-            result, reason = None, errors.first_line(str(clean or exc)) or type(exc).__name__
-        with lock:
-            if isinstance(result, dict):
-                facts[checks.key(host, binary)] = result
-            else:
-                unreachable[checks.key(host, binary)] = reason or "no facts in the answer"
-
-    threads = [threading.Thread(target=ask, args=pair, daemon=True) for pair in wanted]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(limit + 1)
-    if not any(thread.is_alive() for thread in threads):
-        transport.cleanup()
+    calls = {checks.key(host, binary): facts_of(host, binary) for host, binary in wanted}
+    answers, unreachable = ask_all(conf, calls, timeout)
+    facts = {key: answer for key, answer in answers.items() if isinstance(answer, dict)}
+    for key in answers.keys() - facts.keys():
+        unreachable[key] = "no facts in the answer"
     return facts, unreachable
 
 

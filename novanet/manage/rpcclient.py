@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from oslo_config import cfg
 
@@ -33,6 +33,10 @@ from novanet.rpc.network_api import NetworkAPI
 
 # Connection attempts of the sending side of a call (oslo.messaging's retry=).
 SEND_RETRIES = 1
+
+K = TypeVar("K", bound=Hashable)
+# One call of ask_all: given the network and compute API clients, the answer.
+NodeCall = Callable[[Any, Any], Any]
 
 
 def bounded(func: Callable[[], Any], seconds: float, on_timeout: Callable[[], Exception]) -> Any:
@@ -147,3 +151,58 @@ def notify_networks_changed(conf: cfg.ConfigOpts) -> bool:
         return False
     transport.cleanup()
     return True
+
+
+def ask_all(
+    conf: cfg.ConfigOpts, calls: Mapping[K, NodeCall], timeout: float
+) -> tuple[dict[K, Any], dict[K, str]]:
+    """Every call at once, each bounded: the answers, and for the others why, in one line.
+
+    Each call gets the NetworkAPI and ComputeAPI clients (reply ``timeout``,
+    SEND_RETRIES) and is abandoned after ``timeout`` + ``rpc_connect_timeout``
+    (see :func:`bounded`): a daemon that is down or a broker lost meanwhile
+    costs that much once, not once per node. The transport is cleaned up
+    unless a call is still stuck in it.
+    """
+    import oslo_messaging
+
+    from novanet.rpc.compute_api import ComputeAPI
+
+    transport = rpc.get_transport(conf)
+    network = NetworkAPI(transport, timeout=timeout, retry=SEND_RETRIES)
+    compute = ComputeAPI(transport, timeout=timeout, retry=SEND_RETRIES)
+    limit = timeout + float(conf.rpc_connect_timeout)
+    answers: dict[K, Any] = {}
+    failures: dict[K, str] = {}
+    lock = threading.Lock()
+
+    def ask(key: K, call: NodeCall) -> None:
+        try:
+            answer = bounded(
+                lambda: call(network, compute),
+                limit,
+                lambda: TimeoutError(f"no answer within {limit:g} s"),
+            )
+        except oslo_messaging.MessagingTimeout:
+            reason = f"no answer within {timeout:g} s"
+        except Exception as exc:  # noqa: BLE001 - a line of the report, not a crash
+            clean = errors.one_line(exc)
+            reason = errors.first_line(str(clean or exc)) or type(exc).__name__
+        else:
+            with lock:
+                answers[key] = answer
+            return
+        with lock:
+            failures[key] = reason
+
+    threads = [
+        threading.Thread(target=ask, args=item, name="rpc-ask", daemon=True)
+        for item in calls.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(limit + 1)
+    if not any(thread.is_alive() for thread in threads):
+        transport.cleanup()
+    return answers, failures

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import threading
 from typing import Any
 
 from novanet.exception import UsageError
@@ -158,58 +157,28 @@ def _check_instance_sends(
 
 
 def gather(conf: Any, probe: dict[str, Any], calls: list[Call], traced: float) -> Live:
-    """Every node's trace, asked all at once and each bounded (diagnose's gathering)."""
-    import oslo_messaging
-
-    from novanet.manage.rpcclient import SEND_RETRIES, bounded
-    from novanet.rpc import errors
-    from novanet.rpc import transport as rpc
-    from novanet.rpc.compute_api import ComputeAPI
-    from novanet.rpc.network_api import NetworkAPI
+    """Every node's trace, asked all at once and each bounded (as diagnose gathers facts)."""
+    from novanet.manage.rpcclient import NodeCall, ask_all
 
     timeout = traced + RPC_MARGIN
-    transport = rpc.get_transport(conf)
-    network = NetworkAPI(transport, timeout=timeout, retry=SEND_RETRIES)
-    compute = ComputeAPI(transport, timeout=timeout, retry=SEND_RETRIES)
-    limit = timeout + float(conf.rpc_connect_timeout)
-    got: dict[str, list[str]] = {}
-    missing: dict[str, str] = {}
-    lock = threading.Lock()
 
-    def ask(call: Call) -> None:
+    def trace_on(call: Call) -> NodeCall:
         delay = SEND_DELAY if call.send else 0.0
-
-        def run() -> dict[str, Any]:
-            if call.binary == NETWORK:
-                return network.live_trace(probe, traced, call.send, delay, timeout=timeout)
-            return compute.live_trace(
-                call.host, probe, traced, call.send, delay, call.instance_uuid, timeout=timeout
+        if call.binary == NETWORK:
+            return lambda network, _compute: network.live_trace(
+                probe, traced, call.send, delay, timeout=timeout
             )
+        return lambda _network, compute: compute.live_trace(
+            call.host, probe, traced, call.send, delay, call.instance_uuid, timeout=timeout
+        )
 
-        lines: list[str] | None = None
-        try:
-            answer = bounded(run, limit, lambda: TimeoutError(f"no answer within {limit:g} s"))
-            if isinstance(answer, dict) and isinstance(answer.get("lines"), list):
-                lines = [str(line) for line in answer["lines"]]
-            reason = "no lines in the answer"
-        except oslo_messaging.MessagingTimeout:
-            reason = f"no answer within {timeout:g} s"
-        except Exception as exc:  # noqa: BLE001 - a line of the output, not a crash
-            clean = errors.one_line(exc)
-            reason = errors.first_line(str(clean or exc)) or type(exc).__name__
-        with lock:
-            if lines is not None:
-                got[call.host] = lines
-            else:
-                missing[call.host] = reason
-
-    threads = [threading.Thread(target=ask, args=(call,), daemon=True) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(limit + 1)
-    if not any(thread.is_alive() for thread in threads):
-        transport.cleanup()
+    answers, missing = ask_all(conf, {call.host: trace_on(call) for call in calls}, timeout)
+    got: dict[str, list[str]] = {}
+    for host, answer in answers.items():
+        if isinstance(answer, dict) and isinstance(answer.get("lines"), list):
+            got[host] = [str(line) for line in answer["lines"]]
+        else:
+            missing[host] = "no lines in the answer"
     order = [call.host for call in calls]
     return Live(
         {h: got[h] for h in order if h in got}, {h: missing[h] for h in order if h in missing}
