@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -41,10 +42,12 @@ from novanet.dhcp import argv as dnsmasq_argv
 from novanet.exception import NovanetError, ProcessExecutionError
 from novanet.linux import processutils
 from novanet.linux.ip_lib import iproute
+from novanet.linux.ipset import parse_save
 from novanet.linux.linkdump import dump_links
 from novanet.linux.netlink import MAIN_TABLE, LinkInfo, default_executor
 from novanet.linux.process import PidFileProcess
 from novanet.linux.sysctl import BRIDGE_NF_CALL_IPTABLES, IP_FORWARD, Sysctl
+from novanet.rpc.errors import first_line
 
 SCHEMA = 1
 NETWORK = "novanet-network"
@@ -54,6 +57,7 @@ IPTABLES_TABLES = ("filter", "nat", "mangle")
 NFT_TABLE = ("bridge", "novanet")  # the compute agent's anti-spoofing table
 RTN_UNICAST = 1
 IFF_PROMISC = 0x100
+EVERY_SET = re.compile("")  # every ipset, not only novanet's
 Execute = Callable[..., tuple[str, str]]
 
 
@@ -132,7 +136,7 @@ def gather(
         try:
             return func()
         except Exception as exc:  # noqa: BLE001 - facts name what failed, never raise
-            errors.append(f"{what}: {_first_line(exc)}")
+            errors.append(f"{what}: {first_line(str(exc)) or type(exc).__name__}")
             return empty
 
     facts: dict[str, Any] = {
@@ -213,14 +217,7 @@ def _ipsets(execute: Execute) -> dict[str, list[str]]:
         if exc.returncode is None:  # no ipset program: no set can exist
             return {}
         raise
-    sets: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "create":
-            sets.setdefault(parts[1], [])
-        elif len(parts) >= 3 and parts[0] == "add":
-            sets.setdefault(parts[1], []).append(parts[2])
-    return {name: sorted(members) for name, members in sets.items()}
+    return {name: sorted(s.members) for name, s in parse_save(text, EVERY_SET).items()}
 
 
 def _nft(execute: Execute) -> Any:
@@ -292,11 +289,6 @@ def vif_facts(
         }
         for inst in instances
     ]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from novanet.explain.packet import Packet
-from novanet.linux.iptables.normalise import _ICMP_TYPES
+from novanet.linux.iptables.normalise import GENERIC_OPTIONS, ICMP_TYPES, PROTO_NAMES
 
 
 class Unpredictable(Exception):
@@ -62,14 +62,9 @@ class Rule:
     goto: bool = False
 
 
-PROTOCOLS: Final = {"0": "all", "1": "icmp", "6": "tcp", "17": "udp"}
-_GENERIC: Final = {
-    "-s": "-s", "--source": "-s", "--src": "-s",
-    "-d": "-d", "--destination": "-d", "--dst": "-d",
-    "-i": "-i", "--in-interface": "-i",
-    "-o": "-o", "--out-interface": "-o",
-    "-p": "-p", "--protocol": "-p",
-}  # fmt: skip
+PROTOCOLS: Final = PROTO_NAMES  # "-p 6" is "-p tcp"
+# "--source" is "-s"...; "-f" (fragments) is not modelled: it stays an unknown option.
+_GENERIC: Final = {alias: f"-{key}" for alias, key in GENERIC_OPTIONS.items() if key != "f"}
 # Every option a modelled match knows, with the number of values it takes.
 _OPTIONS: Final[dict[str, dict[str, int]]] = {
     "tcp": {"--sport": 1, "--source-port": 1, "--dport": 1, "--destination-port": 1,
@@ -277,7 +272,7 @@ def _port_range(text: str) -> tuple[int, int]:
 
 
 def _icmp_type(value: str, negate: bool) -> Check:
-    spec = _ICMP_TYPES.get(value, value)
+    spec = ICMP_TYPES.get(value, value)
     if spec == "any":
         return _negated(lambda p, c: p.proto == "icmp", negate)
     kind_text, _, code_text = spec.partition("/")

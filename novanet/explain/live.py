@@ -27,12 +27,11 @@ import time
 from collections.abc import Callable, Sequence
 
 from novanet.exception import NovanetError, ProcessExecutionError
-from novanet.explain.packet import Packet
+from novanet.explain.packet import PROTOCOLS, Packet
 from novanet.linux import processutils
 
 _COUNTER = itertools.count()
 _HEAD_START = 0.5  # seconds the monitor runs before the probe goes out
-_PROTOCOLS = ("icmp", "tcp", "udp")
 
 
 class LiveTraceError(NovanetError, ValueError):
@@ -147,7 +146,7 @@ def _check(probe: Packet, seconds: float) -> None:
             ipaddress.IPv4Address(address)
         except ValueError:
             raise LiveTraceError(f"cannot trace: {address!r} is not an IPv4 address") from None
-    if probe.proto not in _PROTOCOLS:
+    if probe.proto not in PROTOCOLS:
         raise LiveTraceError(f"cannot trace protocol {probe.proto!r} (icmp, tcp or udp)")
     if probe.proto != "icmp" and probe.dport is None:
         raise LiveTraceError(f"a {probe.proto} probe needs a destination port")

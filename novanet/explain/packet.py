@@ -9,6 +9,9 @@ DELIVERED = "delivered"
 DROPPED = "dropped"
 UNKNOWN = "unknown"
 
+# What trace and a live probe model (novanet is IPv4-only).
+PROTOCOLS = ("icmp", "tcp", "udp")
+
 
 @dataclasses.dataclass(frozen=True)
 class Packet:

@@ -31,11 +31,10 @@ from typing import Any
 
 from novanet.explain import endpoints, paths
 from novanet.explain.endpoints import Endpoint
-from novanet.explain.packet import DELIVERED, Packet, Verdict
+from novanet.explain.packet import DELIVERED, PROTOCOLS, Packet, Verdict
 from novanet.explain.topology import Cloud, DbView, TraceError
 
 EPHEMERAL_PORT = 40000  # the request's source port for tcp and udp
-PROTOCOLS = ("icmp", "tcp", "udp")
 
 
 @dataclasses.dataclass

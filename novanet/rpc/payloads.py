@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from novanet.exception import BadRequest
-from novanet.explain.packet import Packet
+from novanet.explain.packet import PROTOCOLS, Packet
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
@@ -134,7 +134,6 @@ def mapping(value: Any, field: str) -> Mapping[str, Any]:
 
 # -- live_trace (network 1.5, compute 1.3) ---------------------------------------------
 
-LIVE_PROTOCOLS = ("icmp", "tcp", "udp")
 MAX_TRACE_SECONDS = 30.0
 LIVE_TRACE_ARGS = ("probe", "seconds", "send", "delay")
 
@@ -175,8 +174,8 @@ def probe(value: Any, field: str = "probe") -> Packet:
     if unknown:
         raise BadRequest(f"{field}: unexpected key(s): {', '.join(map(str, unknown))}")
     proto = text(raw.get("proto"), f"{field}.proto", max_len=8)
-    if proto not in LIVE_PROTOCOLS:
-        raise BadRequest(f"{field}.proto {proto!r} is not one of {', '.join(LIVE_PROTOCOLS)}")
+    if proto not in PROTOCOLS:
+        raise BadRequest(f"{field}.proto {proto!r} is not one of {', '.join(PROTOCOLS)}")
     ports = {
         key: None if raw.get(key) is None else port(raw[key], f"{field}.{key}")
         for key in ("sport", "dport")

@@ -44,7 +44,8 @@ class InvalidRule(NovanetError, ValueError):
     """Rule text novanet cannot turn into what iptables will print."""
 
 
-_GENERIC: Final = {
+# Option spellings of the generic matches -> their key (also read by the explainer).
+GENERIC_OPTIONS: Final = {
     "-s": "s", "--source": "s", "--src": "s",
     "-d": "d", "--destination": "d", "--dst": "d",
     "-i": "i", "--in-interface": "i",
@@ -54,7 +55,7 @@ _GENERIC: Final = {
 }  # fmt: skip
 _GENERIC_ORDER: Final = ("s", "d", "i", "o", "p", "f")
 
-_PROTO_NAMES: Final = {
+PROTO_NAMES: Final = {
     "0": "all", "1": "icmp", "2": "igmp", "4": "ipencap", "6": "tcp", "17": "udp",
     "33": "dccp", "41": "ipv6", "47": "gre", "50": "esp", "51": "ah", "132": "sctp",
     "136": "udplite",
@@ -74,7 +75,7 @@ _TCP_FLAGS: Final = ("FIN", "SYN", "RST", "PSH", "ACK", "URG")
 
 _STATE_ORDER: Final = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")
 
-_ICMP_TYPES: Final = {
+ICMP_TYPES: Final = {
     "echo-reply": "0", "pong": "0", "destination-unreachable": "3",
     "network-unreachable": "3/0", "host-unreachable": "3/1", "protocol-unreachable": "3/2",
     "port-unreachable": "3/3", "fragmentation-needed": "3/4", "source-route-failed": "3/5",
@@ -164,8 +165,8 @@ def _parse(tokens: list[str], rule: str) -> _Rule:
             negated = True
             i += 1
             continue
-        if tok in _GENERIC:
-            key = _GENERIC[tok]
+        if tok in GENERIC_OPTIONS:
+            key = GENERIC_OPTIONS[tok]
             if key == "f":
                 parsed.generic[key] = (negated, None)
                 i += 1
@@ -332,7 +333,7 @@ def _address(value: str) -> str:
 
 def _protocol(value: str) -> str:
     value = value.lower()
-    return _PROTO_NAMES.get(value, value)
+    return PROTO_NAMES.get(value, value)
 
 
 def _port_option(opt: _Option, proto: str) -> _Option:
@@ -375,7 +376,7 @@ def _tcp_flags(value: str) -> str:
 
 def _icmp_option(opt: _Option) -> _Option:
     if opt.name == "--icmp-type" and len(opt.values) == 1:
-        kind = _ICMP_TYPES.get(opt.values[0], opt.values[0])
+        kind = ICMP_TYPES.get(opt.values[0], opt.values[0])
         return _Option(opt.negated, opt.name, ["any" if kind.split("/")[0] == "255" else kind])
     return opt
 

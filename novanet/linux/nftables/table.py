@@ -121,9 +121,7 @@ class NftTable:
                 present = self.kernel.elements(self.spec)
             except OSError as exc:
                 return [f"{self.name} cannot be read: {exc}"]
-            wanted = flatten(self._desired)
-            missing = {(name, key) for name, key in wanted if key not in present.get(name, ())}
-            stale = {(name, key) for name, keys in present.items() for key in keys} - wanted
+            missing, stale = self._difference(present)
             lines = []
             if missing:
                 lines.append(f"{self.name} lacks {describe_all(self.spec, missing)}")
@@ -163,12 +161,17 @@ class NftTable:
         return self._converge(present)
 
     def _converge(self, present: Mapping[str, set[bytes]]) -> list[str]:
+        adds, deletes = self._difference(present)
+        return self._write(deletes, adds, retry=False)
+
+    def _difference(self, present: Mapping[str, set[bytes]]) -> tuple[set[Element], set[Element]]:
+        """(declared elements missing, present elements stale); stale only once complete."""
         wanted = flatten(self._desired)
-        adds = {(name, key) for name, key in wanted if key not in present[name]}
+        adds = {(name, key) for name, key in wanted if key not in present.get(name, ())}
         deletes: set[Element] = set()
         if self._complete:
             deletes = {(name, key) for name, keys in present.items() for key in keys} - wanted
-        return self._write(deletes, adds, retry=False)
+        return adds, deletes
 
     def _write(self, deletes: set[Element], adds: set[Element], retry: bool) -> list[str]:
         if not deletes and not adds:
