@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from oslo_config import cfg
 
 from novanet.compute import antispoof, rules
+from novanet.compute.dispatch import LocalJumps
 from novanet.compute.resync_plan import (
     RULE_STEPS,
     AddRules,
@@ -113,6 +114,8 @@ class AgentKernel:
         self.netns_pattern = netns_pattern
         self.ready: set[str] = set()  # bridges set up by this process
         self.ports = ports  # anti-spoofing (vif_antispoof); None: off
+        # The jumps of nova-compute-local, in bucket chains on big hosts.
+        self.jumps = LocalJumps(self.filter, conf.iptables_local_buckets_above)
 
     # -- one object at a time ------------------------------------------------------
 
@@ -152,12 +155,13 @@ class AgentKernel:
         chain = rules.chain_name(inst.id)
         self.filter.add_chain(chain)
         self.filter.set_rules(chain, rules.instance_chain(spec, self.conf.allow_same_net_traffic))
-        self.filter.add_rule("local", rules.local_jump(spec))
+        self.jumps.set(chain, inst.address)
 
     def remove_rules(self, inst: InstanceNetwork) -> None:
-        if self.filter.has_chain(rules.chain_name(inst.id)):
-            self.filter.remove_rule("local", rules.local_jump(instance_filter(inst)))
-            self.filter.remove_chain(rules.chain_name(inst.id))
+        chain = rules.chain_name(inst.id)
+        self.jumps.remove(chain)
+        if self.filter.has_chain(chain):
+            self.filter.remove_chain(chain)
 
     def plug(self, inst: InstanceNetwork) -> str:
         devname = self.vifs.plug(

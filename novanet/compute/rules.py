@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from novanet.compute import dispatch
 from novanet.linux.iptables.declare import Rules
 from novanet.network.rules import gateway_rules
 
@@ -77,4 +78,4 @@ def instance_chain(inst: InstanceFilter, allow_same_net_traffic: bool = True) ->
 
 def local_jump(inst: InstanceFilter) -> str:
     """The rule of chain ``local`` sending traffic for the instance to its chain."""
-    return f"-d {inst.address}/32 -j ${chain_name(inst.id)}"
+    return dispatch.jump(inst.address, chain_name(inst.id))

@@ -44,6 +44,17 @@ compute_opts = [
         "applies a new value from the next wait on).",
     ),
     cfg.IntOpt(
+        "iptables_local_buckets_above",
+        default=256,
+        min=0,
+        help="With more instances than this on the host, nova-compute-local jumps to "
+        "one bucket chain per /26 of addresses (-d 10.0.1.0/26 -j nova-compute-l-0a000100) "
+        "and each bucket to its instances' chains, so that adding or removing an "
+        "instance, and every packet, walks two short chains instead of one per "
+        "instance. Below half of it the jumps move back into nova-compute-local (the "
+        "seed's listing). 0: never split. Read at start.",
+    ),
+    cfg.IntOpt(
         "instance_create_timeout",
         default=30,
         min=1,

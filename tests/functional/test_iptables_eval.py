@@ -33,6 +33,7 @@ import pytest
 
 from novanet.compute import rules as compute_rules
 from novanet.compute import secgroups
+from novanet.compute.dispatch import LocalJumps
 from novanet.explain.iptables_eval import BUILTIN_CHAINS, ChainResult, EvalContext, Ruleset
 from novanet.explain.iptables_rules import parse_rule
 from novanet.explain.packet import Packet
@@ -428,8 +429,13 @@ def check_probes(lab: Lab, probes: list[Probe], ipsets: dict[str, list[str]]) ->
     return failures
 
 
-def test_novanet_compute_rules_on_a_bridge(compute_lab: Lab) -> None:
-    """novanet's own compute rules (programmed by its manager) judge bridged traffic."""
+@pytest.mark.parametrize("split_above", [0, 2], ids=["flat", "buckets"])
+def test_novanet_compute_rules_on_a_bridge(compute_lab: Lab, split_above: int) -> None:
+    """novanet's own compute rules (programmed by its manager) judge bridged traffic.
+
+    Flat: the seed's nova-compute-local; buckets: the jumps of a big host
+    (novanet/compute/dispatch.py), here with two other instances.
+    """
     lab = compute_lab
     group = secgroups.set_name("nova", 7)
     lab.router.run(["ipset", "create", group, "hash:ip"])
@@ -441,15 +447,26 @@ def test_novanet_compute_rules_on_a_bridge(compute_lab: Lab) -> None:
         9, INSTANCE, "10.0.0.0/24", DHCP_SERVER, tuple(secgroups.render(accepts, "nova"))
     )
     filt = mgr.ipv4["filter"]
-    filt.add_chain("inst-9")
+    jumps = LocalJumps(filt, split_above)
+    others = [(1, "10.0.0.3"), (2, "10.0.0.200")] if split_above else []
+    for inst_id, address in [(9, INSTANCE), *others]:
+        other = compute_rules.InstanceFilter(inst_id, address, "10.0.0.0/24", DHCP_SERVER)
+        chain = compute_rules.chain_name(inst_id)
+        filt.add_chain(chain)
+        filt.set_rules(chain, compute_rules.instance_chain(other, allow_same_net_traffic=True))
+        jumps.set(chain, address)
     filt.set_rules("inst-9", compute_rules.instance_chain(spec, allow_same_net_traffic=False))
-    filt.add_rule("local", compute_rules.local_jump(spec))
     # An administrator's rule in the provider chain, on the bridge port.
     filt.set_rules(
         "provider",
         ["-p tcp -m physdev --physdev-in eth2 -m tcp --dport 80 -j REJECT --reject-with tcp-reset"],
     )
     mgr.apply()
+    listing = lab.router.run(["iptables", "-S", "nova-compute-local"]).stdout
+    if split_above:
+        assert "-A nova-compute-local -d 10.0.0.0/26 -j nova-compute-l-0a000000" in listing
+    else:
+        assert f"-A nova-compute-local -d {INSTANCE}/32 -j nova-compute-inst-9" in listing
     probes = [
         Probe("icmp", DHCP_SERVER, INSTANCE, None, "ACCEPT"),
         Probe("icmp", OUTSIDE, INSTANCE, None, "DROP"),  # sg-fallback

@@ -6,12 +6,18 @@ from collections.abc import Hashable, Sequence
 
 import pytest
 
+from novanet.compute.dispatch import LocalJumps
 from novanet.linux.iptables import IptablesManager, IptablesRunner
 from novanet.linux.iptables.nftnl import StaleGeneration
 from novanet.linux.iptables.plan import HandleBatch
 from novanet.linux.iptables.view import RuleHandle
 from tests.lib import netns as netns_lib
-from tests.unit.linux.test_iptables_seed import add_instance, declare_compute, remove_instance
+from tests.unit.linux.test_iptables_seed import (
+    add_instance,
+    declare_compute,
+    instance_rules,
+    remove_instance,
+)
 
 pytestmark = pytest.mark.root
 
@@ -159,4 +165,90 @@ def test_mangle_and_raw_tables_are_managed_and_repaired(
         "-A nova-network-POSTROUTING -o br100 -p udp -m udp --dport 68 -j CHECKSUM --checksum-fill"
     ) in listing(netns, backend, "mangle")
     assert mgr.check_and_repair() == []
+    mgr.close()
+
+
+def bucketed_host(
+    runner: CountingRunner, ids: Sequence[int], split_above: int = 20
+) -> tuple[IptablesManager, LocalJumps]:
+    """The compute host with the agent's layout of nova-compute-local (dispatch.py)."""
+    mgr = IptablesManager("compute", runner)
+    declare_compute(mgr, {})
+    jumps = LocalJumps(mgr.ipv4["filter"], split_above)
+    for i in ids:
+        mgr.ipv4["filter"].add_chain(f"inst-{i}")
+        mgr.ipv4["filter"].set_rules(f"inst-{i}", instance_rules())
+        jumps.set(f"inst-{i}", INSTANCES[i])
+    mgr.full_sync()
+    return mgr, jumps
+
+
+def buckets_of(ns: netns_lib.Namespace) -> dict[str, list[str]]:
+    """nova-compute-local and its bucket chains as the kernel holds them."""
+    chains: dict[str, list[str]] = {}
+    for line in listing(ns, "nft"):
+        words = line.split()
+        if words[0] == "-A" and words[1].startswith(("nova-compute-local", "nova-compute-l-")):
+            chains.setdefault(words[1], []).append(" ".join(words[2:]))
+    return chains
+
+
+def test_a_big_host_keeps_its_jumps_in_buckets_removed_by_handle(
+    netns: netns_lib.Namespace,
+) -> None:
+    """Above the threshold: /26 buckets; removals by handle; an empty bucket goes; back to flat."""
+    runner = CountingRunner(netns, "nft")
+    mgr, jumps = bucketed_host(runner, list(INSTANCES))  # 10.0.0.3 .. 10.0.0.42: one bucket
+    jumps.set("inst-41", "10.0.0.100")  # and a second /26
+    mgr.ipv4["filter"].add_chain("inst-41")
+    mgr.ipv4["filter"].set_rules("inst-41", instance_rules())
+    mgr.apply()
+    assert buckets_of(netns) == {
+        "nova-compute-local": [
+            "-d 10.0.0.0/26 -j nova-compute-l-0a000000",
+            "-d 10.0.0.64/26 -j nova-compute-l-0a000040",
+        ],
+        "nova-compute-l-0a000000": [
+            f"-d {INSTANCES[i]}/32 -j nova-compute-inst-{i}" for i in sorted(INSTANCES)
+        ],
+        "nova-compute-l-0a000040": ["-d 10.0.0.100/32 -j nova-compute-inst-41"],
+    }
+    runner.counts.update(restore=0, dump=0, delete=0)
+    for i in (7, 41):  # one jump of a full bucket; the only one of the other
+        jumps.remove(f"inst-{i}")
+        mgr.ipv4["filter"].remove_chain(f"inst-{i}")
+        mgr.apply()
+    assert runner.counts["restore"] == 0 and runner.counts["delete"] == 2
+    kernel = buckets_of(netns)
+    assert kernel["nova-compute-local"] == ["-d 10.0.0.0/26 -j nova-compute-l-0a000000"]
+    assert "nova-compute-l-0a000040" not in kernel
+    assert "-N nova-compute-l-0a000040" not in listing(netns, "nft")
+    assert len(kernel["nova-compute-l-0a000000"]) == 39
+    assert mgr.check_and_repair(force=True) == []
+    # Below half the threshold the jumps move back: the seed's nova-compute-local.
+    left = [1, 2, 3, 4, 5, 6, 8, 9, 10]
+    for i in INSTANCES:
+        if i not in left and i != 7:
+            jumps.remove(f"inst-{i}")
+            mgr.ipv4["filter"].remove_chain(f"inst-{i}")
+    mgr.apply()
+    assert not jumps.split
+    assert buckets_of(netns) == {"nova-compute-local": [e.split(" ", 2)[2] for e in expected_local(left)]}
+    assert not [line for line in listing(netns, "nft") if "nova-compute-l-" in line]
+    assert mgr.check_and_repair(force=True) == []
+    mgr.close()
+
+
+def test_a_restarted_big_host_writes_nothing_whatever_the_order(
+    netns: netns_lib.Namespace,
+) -> None:
+    """Buckets are sorted by address: the kernel's state does not depend on the history."""
+    runner = CountingRunner(netns, "nft")
+    mgr, _ = bucketed_host(runner, list(INSTANCES))
+    mgr.close()
+    runner = CountingRunner(netns, "nft")
+    mgr, jumps = bucketed_host(runner, sorted(INSTANCES, reverse=True))
+    assert jumps.split
+    assert runner.counts["restore"] == 0
+    assert mgr.check_and_repair(force=True) == []
     mgr.close()

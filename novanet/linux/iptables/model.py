@@ -238,11 +238,17 @@ class IptablesTable:
         self._touch(full)
 
     def _link(self, chain: str, rule: str) -> None:
-        self._counts.setdefault(chain, Counter())[rule] += 1
+        counts = self._counts.get(chain)  # (setdefault would build a Counter each call)
+        if counts is None:
+            counts = self._counts[chain] = Counter()
+        counts[rule] += 1
         target = jump_target(rule)
         # -j ACCEPT, -j DROP... are most rules: not indexed, no chain of that name.
         if target is not None and not is_target_extension(target):
-            self._jumps.setdefault(target, Counter())[chain, rule] += 1
+            jumps = self._jumps.get(target)
+            if jumps is None:
+                jumps = self._jumps[target] = Counter()
+            jumps[chain, rule] += 1
 
     def _unlink(self, chain: str, rule: str) -> None:
         counts = self._counts.get(chain)

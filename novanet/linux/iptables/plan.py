@@ -42,7 +42,7 @@ from itertools import compress, count
 from operator import ne
 
 from novanet.linux.iptables.names import Naming, jump_target
-from novanet.linux.iptables.view import Changes, KernelView
+from novanet.linux.iptables.view import Changes, KernelView, copy
 
 # Chains up to this size are rewritten rather than edited in place: a few
 # -A lines cost less than the rule cache iptables-nft loads for -D/-I.
@@ -261,7 +261,7 @@ def plan_changes(changes: Changes, view: KernelView, naming: Naming) -> tuple[Pl
         old = view.chains.get(chain)
         if old != new:
             edits.append((chain, old, new))
-    chains = dict(view.chains)
+    chains = copy(view.chains)
     for chain, _, new in edits:
         if new is None:
             chains.pop(chain, None)
@@ -284,7 +284,7 @@ def plan_changes(changes: Changes, view: KernelView, naming: Naming) -> tuple[Pl
         else:
             plan.report.append(write_chain(plan, chain, old, new, view.handles.get(chain)))
     check_targets(plan, chains, naming)
-    kept = dict(view.handles)  # C-level copy: 5,000 chains have handles
+    kept = copy(view.handles)  # C-level copy: 5,000 chains may have handles
     for chain, _, _ in edits:
         kept.pop(chain, None)
     return plan, view.replace(chains=chains, handles=kept)
@@ -313,7 +313,7 @@ def _by_handle(
             gone_by_chain[chain] = gone
     if wants or not edits or len(flush) * 2 + sum(map(len, gone_by_chain.values())) > MAX_BATCH:
         return None, {}, wants
-    handles = dict(view.handles)
+    handles = copy(view.handles)
     rules: list[tuple[str, int]] = []
     for chain, gone in gone_by_chain.items():
         known = handles[chain]

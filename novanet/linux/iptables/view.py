@@ -28,11 +28,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from novanet.linux.iptables.names import is_target_extension, jump_target
 
 Chains = Mapping[str, tuple[str, ...]]
+V = TypeVar("V")
 
 
 class RuleHandle(NamedTuple):
@@ -98,6 +99,16 @@ class KernelView:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
+def copy(mapping: Mapping[str, V]) -> dict[str, V]:
+    """A new dict of ``mapping``, at C speed even after deletions.
+
+    ``dict(d)`` clones a dict's key table only when nothing was ever deleted
+    from it; ``d.copy()`` also when a few entries were: 20 us instead of 200
+    for the 5,000 chains of a view after one instance was removed.
+    """
+    return mapping.copy() if type(mapping) is dict else dict(mapping)
+
+
 def settle(view: KernelView, token: Hashable | None) -> KernelView:
     """The view once our writes are known to be the only ones up to ``token``."""
     if view.token == token:
@@ -129,8 +140,8 @@ def learn_spellings(
     same position of a chain of the same length can only be iptables' own
     spelling of it. Returns the new view and one line per learned spelling.
     """
-    chains = dict(view.chains)
-    spellings = dict(view.spellings)
+    chains = copy(view.chains)
+    spellings = copy(view.spellings)
     verified = set(view.verified)
     learned: list[str] = []
     for chain, ours in desired.chains.items():
@@ -162,7 +173,7 @@ def learn_handles(
     """
     if not appends:
         return view
-    handles = dict(view.handles)
+    handles = copy(view.handles)
     by_chain: dict[str, list[RuleHandle]] = {}
     for rule in added or ():
         by_chain.setdefault(rule.chain, []).append(rule)
