@@ -33,6 +33,7 @@ from novanet.linux.iptables.normalise import normalise_rule
 from novanet.linux.iptables.view import Changes, Desired
 
 LOG = logging.getLogger(__name__)
+COUNTED = 16  # chains of more rules keep a Counter of them
 
 
 class IptablesTable:
@@ -52,7 +53,9 @@ class IptablesTable:
         self._chains: dict[str, list[str]] = {}
         self._shared: dict[str, list[str]] = {chain: [] for chain in self.builtins}
         self._top: Counter[str] = Counter()
-        # chain -> rule text -> count: duplicate checks without scanning.
+        # chain -> rule text -> count, for chains of more than COUNTED rules:
+        # duplicate checks without scanning (a short chain is scanned, at C
+        # speed: 5,000 instance chains need no Counter each, 1.6 MB).
         self._counts: dict[str, Counter[str]] = {}
         # target chain -> (chain, text) of the rules jumping there, so that
         # removing one of 5,000 instance chains finds its jump without a scan.
@@ -84,19 +87,20 @@ class IptablesTable:
             full = self._full(name, wrap)
             if full in self._chains:
                 for rule in self._chains.pop(full):
-                    self._unlink(full, rule)
+                    self._unindex(full, rule)
                 self._top.pop(full, None)
                 self._counts.pop(full, None)
                 self._changed.add(full)
             elif full in self._shared and full not in self.builtins:
                 for rule in self._shared[full]:
-                    self._unlink(full, rule)
+                    self._unindex(full, rule)
                 self._shared[full] = []
+                self._counts.pop(full, None)
                 self._shared_changed = True
             else:
                 LOG.warning("iptables %s: no chain %s to remove", self.name, full)
                 return
-            if is_target_extension(full):  # not indexed (see _link): scan
+            if is_target_extension(full):  # not indexed (see _index): scan
                 jumps = Counter(
                     (chain, rule)
                     for chain, rules in (*self._chains.items(), *self._shared.items())
@@ -124,7 +128,7 @@ class IptablesTable:
         with self._lock:
             full = self._full(chain, wrap)
             rules = self._rules_of(full)
-            if text in self._counts.get(full, ()):
+            if self._has(full, rules, text):
                 LOG.debug("iptables %s: %s already has %s", self.name, full, text)
                 return
             if top:
@@ -132,7 +136,8 @@ class IptablesTable:
                 self._top[full] += 1
             else:
                 rules.append(text)
-            self._link(full, text)
+            self._count(full, rules, text)
+            self._index(full, text)
             self._touch(full)
 
     def remove_rule(self, chain: str, rule: str, wrap: bool = True, top: bool = False) -> bool:
@@ -140,8 +145,8 @@ class IptablesTable:
         text = self.canonical(rule)
         with self._lock:
             full = self._full(chain, wrap)
-            self._rules_of(full)  # raises for an unknown chain
-            if text not in self._counts.get(full, ()):
+            rules = self._rules_of(full)  # raises for an unknown chain
+            if not self._has(full, rules, text):
                 LOG.warning(
                     "iptables %s: tried to remove %r from %s: not there", self.name, text, full
                 )
@@ -159,10 +164,13 @@ class IptablesTable:
             if current == texts:
                 return
             for rule in current:
-                self._unlink(full, rule)
+                self._unindex(full, rule)
             current[:] = texts
+            self._counts.pop(full, None)
+            if len(texts) > COUNTED:
+                self._counts[full] = Counter(texts)
             for rule in texts:
-                self._link(full, rule)
+                self._index(full, rule)
             self._touch(full)
 
     def empty_chain(self, chain: str, wrap: bool = True) -> None:
@@ -234,14 +242,27 @@ class IptablesTable:
         del rules[index]
         if index < self._top[full]:
             self._top[full] -= 1
-        self._unlink(full, text)
+        counts = self._counts.get(full)
+        if counts is not None:
+            counts[text] -= 1
+            if counts[text] <= 0:
+                del counts[text]
+        self._unindex(full, text)
         self._touch(full)
 
-    def _link(self, chain: str, rule: str) -> None:
-        counts = self._counts.get(chain)  # (setdefault would build a Counter each call)
-        if counts is None:
-            counts = self._counts[chain] = Counter()
-        counts[rule] += 1
+    def _has(self, chain: str, rules: list[str], text: str) -> bool:
+        counts = self._counts.get(chain)
+        return text in rules if counts is None else text in counts
+
+    def _count(self, chain: str, rules: list[str], text: str) -> None:
+        """After ``text`` was put into ``rules``: count it (a long chain gets its Counter)."""
+        counts = self._counts.get(chain)
+        if counts is not None:
+            counts[text] += 1
+        elif len(rules) > COUNTED:
+            self._counts[chain] = Counter(rules)
+
+    def _index(self, chain: str, rule: str) -> None:
         target = jump_target(rule)
         # -j ACCEPT, -j DROP... are most rules: not indexed, no chain of that name.
         if target is not None and not is_target_extension(target):
@@ -250,12 +271,7 @@ class IptablesTable:
                 jumps = self._jumps[target] = Counter()
             jumps[chain, rule] += 1
 
-    def _unlink(self, chain: str, rule: str) -> None:
-        counts = self._counts.get(chain)
-        if counts is not None:
-            counts[rule] -= 1
-            if counts[rule] <= 0:
-                del counts[rule]
+    def _unindex(self, chain: str, rule: str) -> None:
         target = jump_target(rule)
         jumps = None if target is None else self._jumps.get(target)  # absent for ACCEPT...
         if target is None or jumps is None:

@@ -11,6 +11,7 @@ result does not depend on which daemon started first.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Final
 
 from novanet.exception import NovanetError
@@ -134,7 +135,8 @@ class Naming:
 
     def wrap(self, chain: str) -> str:
         """``local`` -> ``nova-compute-local`` (checked against the length limit)."""
-        return check_chain_name(self.wrap_prefix + chain)
+        # Interned: the name is a key of several dicts of the model and the view.
+        return sys.intern(check_chain_name(self.wrap_prefix + chain))
 
     def owns(self, chain: str) -> bool:
         """True for the wrapped chains of this binary."""
