@@ -131,3 +131,28 @@ def test_order_key_ranks_binaries() -> None:
     assert keys == sorted(keys)
     assert naming.order_key("-p tcp -j ACCEPT", frozenset({"-p tcp -j ACCEPT"})) == keys[2]
     assert jump_target("-m comment --comment x -g nova-x") == "nova-x"
+
+
+def test_duplicates_are_refused_in_short_and_long_chains_alike() -> None:
+    """Chains above COUNTED rules keep a Counter, shorter ones are scanned: same answers."""
+    from novanet.linux.iptables.model import COUNTED
+
+    t = table()
+    t.add_chain("x")
+    rules = [f"-d 10.0.0.{i}/32 -j ACCEPT" for i in range(COUNTED + 10)]
+    for count, rule in enumerate(rules, 1):  # crosses the threshold on the way
+        t.add_rule("x", rule)
+        t.add_rule("x", rules[0])  # already there: not added again
+        assert len(t.rules("x")) == count
+    assert t.remove_rule("x", rules[5])
+    assert not t.remove_rule("x", rules[5])
+    t.add_rule("x", rules[5])
+    assert t.rules("x") == rules[:5] + rules[6:] + [rules[5]]
+    t.set_rules("x", rules[:3])  # short again
+    t.add_rule("x", rules[1])
+    assert t.rules("x") == rules[:3]
+    assert not t.remove_rule("x", rules[7])
+    t.set_rules("x", rules)  # long at once
+    t.add_rule("x", rules[-1])
+    assert t.remove_rule("x", rules[-1]) and not t.remove_rule("x", rules[-1])
+    assert t.rules("x") == rules[:-1]
