@@ -30,24 +30,22 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Protocol
 
+from novanet.linux.iptables.declare import TableLike
+
 BUCKET_PREFIX = 26  # 64 addresses a bucket
 _BUCKET_MASK = (0xFFFFFFFF << (32 - BUCKET_PREFIX)) & 0xFFFFFFFF
 SPLIT_ABOVE = 256
 LOCAL = "local"
 
 
-class Table(Protocol):
+class Table(TableLike, Protocol):
     """The parts of IptablesTable used here (unwrapped names, ``$chain`` expanded)."""
-
-    def add_chain(self, name: str, wrap: bool = True) -> None: ...
 
     def remove_chain(self, name: str, wrap: bool = True) -> None: ...
 
     def add_rule(self, chain: str, rule: str, wrap: bool = True, top: bool = False) -> None: ...
 
     def remove_rule(self, chain: str, rule: str, wrap: bool = True, top: bool = False) -> bool: ...
-
-    def set_rules(self, chain: str, rules: Iterable[str], wrap: bool = True) -> None: ...
 
 
 def jump(address: str, chain: str) -> str:

@@ -242,11 +242,7 @@ class IptablesTable:
         del rules[index]
         if index < self._top[full]:
             self._top[full] -= 1
-        counts = self._counts.get(full)
-        if counts is not None:
-            counts[text] -= 1
-            if counts[text] <= 0:
-                del counts[text]
+        self._uncount(full, text)
         self._unindex(full, text)
         self._touch(full)
 
@@ -261,6 +257,13 @@ class IptablesTable:
             counts[text] += 1
         elif len(rules) > COUNTED:
             self._counts[chain] = Counter(rules)
+
+    def _uncount(self, chain: str, text: str) -> None:
+        counts = self._counts.get(chain)
+        if counts is not None:
+            counts[text] -= 1
+            if counts[text] <= 0:
+                del counts[text]
 
     def _index(self, chain: str, rule: str) -> None:
         target = jump_target(rule)

@@ -251,12 +251,14 @@ def check_targets(plan: Plan, chains: Collection[str], naming: Naming) -> None:
     Only the rules this plan writes are looked at: adding one instance
     must not scan the 5,000 rules of nova-compute-local.
     """
-    written = (rule_line("-A", chain, rule) for chain, rules in plan.rewrites for rule in rules)
-    for line in itertools.chain(plan.rule_ops, plan.shared_ops, written):
-        if line.startswith("-D "):
+    edits = ((line, None) for line in itertools.chain(plan.rule_ops, plan.shared_ops))
+    written = ((rule, chain) for chain, rules in plan.rewrites for rule in rules)
+    for text, chain in itertools.chain(edits, written):
+        if text.startswith("-D "):
             continue
-        target = jump_target(line)
+        target = jump_target(text)
         if target is not None and naming.owns(target) and target not in chains:
+            line = text if chain is None else rule_line("-A", chain, text)
             raise ValueError(
                 f"iptables {plan.table}: rule {line!r} jumps to {target}, "
                 "which this manager does not define (add_chain it first)"

@@ -393,6 +393,17 @@ def test_jump_to_an_undeclared_chain_of_ours_is_refused_before_iptables() -> Non
     assert len(fake.restores) == restores
 
 
+def test_a_new_chain_jumping_to_an_undeclared_chain_of_ours_is_refused_before_iptables() -> None:
+    fake = FakeIptables()
+    mgr = compute_host(fake)
+    restores = len(fake.restores)
+    mgr.ipv4["filter"].add_chain("inst-5")
+    mgr.ipv4["filter"].set_rules("inst-5", ["-j ACCEPT", "-j $inst-78"])
+    with pytest.raises(ValueError, match="'-A nova-compute-inst-5 -j nova-compute-inst-78'"):
+        mgr.apply()
+    assert len(fake.restores) == restores
+
+
 def test_chain_names_longer_than_iptables_allows_are_refused() -> None:
     mgr = IptablesManager("compute", FakeIptables())
     with pytest.raises(InvalidChainName, match="28"):
